@@ -1,0 +1,3 @@
+from edgepack.cli import console_main
+
+console_main()

@@ -1,0 +1,106 @@
+"""Run .tflite models on the host with the LiteRT interpreter (ai_edge_litert).
+
+Float inputs are quantized to the model's integer input type with the input tensor's own
+scale / zero point, and integer outputs are dequantized, so callers always speak float32.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def make_interpreter(
+    model: str | Path | bytes, threads: int = 1, xnnpack: bool = True, preserve: bool = False
+) -> Any:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kwargs: dict[str, Any] = {"num_threads": threads}
+    if isinstance(model, bytes):
+        kwargs["model_content"] = model
+    else:
+        kwargs["model_path"] = str(model)
+    if not xnnpack:
+        kwargs["experimental_op_resolver_type"] = (
+            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
+    if preserve:
+        kwargs["experimental_preserve_all_tensors"] = True
+    interp = Interpreter(**kwargs)
+    interp.allocate_tensors()
+    return interp
+
+
+def quantize_input(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return x.astype(dtype, copy=False)
+    scale, zp = detail["quantization"]
+    if not scale:
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    q = np.round(x.astype(np.float64) / scale + zp)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize_output(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    if np.dtype(detail["dtype"]).kind == "f":
+        return y.astype(np.float32)
+    scale, zp = detail["quantization"]
+    if not scale:
+        return y.astype(np.float32)
+    return ((y.astype(np.float32) - zp) * scale).astype(np.float32)
+
+
+class Runner:
+    """Runs one sample at a time (batch dimension of the model) over arrays of samples."""
+
+    def __init__(self, model: str | Path | bytes, threads: int = 1, xnnpack: bool = True):
+        self.interp = make_interpreter(model, threads=threads, xnnpack=xnnpack)
+        self.inputs = self.interp.get_input_details()
+        self.outputs = self.interp.get_output_details()
+
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(int(d) for d in i["shape"]) for i in self.inputs]
+
+    def run_one(self, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        for detail, x in zip(self.inputs, xs, strict=True):
+            self.interp.set_tensor(detail["index"], quantize_input(x, detail))
+        self.interp.invoke()
+        return [dequantize_output(self.interp.get_tensor(d["index"]), d) for d in self.outputs]
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``inputs``: one array per model input, each shaped (N, *input_shape[1:]) and the
+        model's batch size 1 (or N divisible by the model batch). Returns stacked outputs."""
+        batch = int(self.inputs[0]["shape"][0]) or 1
+        n = inputs[0].shape[0]
+        results: list[list[np.ndarray]] = [[] for _ in self.outputs]
+        for start in range(0, n, batch):
+            outs = self.run_one([x[start : start + batch] for x in inputs])
+            for k, o in enumerate(outs):
+                results[k].append(o)
+        return [np.concatenate(r, axis=0) for r in results]
+
+    def latency_ms(self, warmup: int = 5, runs: int = 50) -> dict[str, float]:
+        for detail in self.inputs:
+            shape = tuple(int(d) for d in detail["shape"])
+            self.interp.set_tensor(detail["index"], np.zeros(shape, dtype=detail["dtype"]))
+        for _ in range(warmup):
+            self.interp.invoke()
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            self.interp.invoke()
+            times.append((time.perf_counter() - t0) * 1e3)
+        times.sort()
+        return {
+            "median_ms": round(statistics.median(times), 4),
+            "min_ms": round(times[0], 4),
+            "p90_ms": round(times[int(0.9 * (len(times) - 1))], 4),
+            "runs": runs,
+        }

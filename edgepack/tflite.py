@@ -1,0 +1,265 @@
+"""Read a .tflite flatbuffer: operators, tensors, dtypes, quantization, sizes.
+
+This reads the file itself (with the schema shipped in ai_edge_litert) instead of asking an
+interpreter, so what it reports is what is in the file: integer I/O is read back, not assumed,
+and the op list is the real one (no delegate has rewritten it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgepack.errors import EdgepackError
+
+# Ops that only move data between float and integer domains. In a full-int8 graph they may
+# appear at the boundary (float I/O) and are not "float compute".
+CAST_OPS = frozenset({"QUANTIZE", "DEQUANTIZE", "CAST"})
+# Ops that carry no arithmetic: they are fine in float when their neighbours are integer only
+# if they touch integer tensors; we still report them if their tensors are float.
+SHAPE_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SHAPE"})
+
+NUMPY_DTYPE = {
+    "FLOAT32": "float32",
+    "FLOAT16": "float16",
+    "INT32": "int32",
+    "UINT8": "uint8",
+    "INT64": "int64",
+    "STRING": "object",
+    "BOOL": "bool",
+    "INT16": "int16",
+    "INT8": "int8",
+    "FLOAT64": "float64",
+    "UINT32": "uint32",
+    "UINT16": "uint16",
+    "INT4": "int4",
+}
+
+
+class TFLiteReadError(EdgepackError):
+    """The file is not a readable TFLite flatbuffer."""
+
+
+@dataclass(frozen=True)
+class Quantization:
+    scales: tuple[float, ...] = ()
+    zero_points: tuple[int, ...] = ()
+    quantized_dimension: int = 0
+
+    @property
+    def is_quantized(self) -> bool:
+        return bool(self.scales)
+
+    def to_dict(self) -> dict[str, Any]:
+        if not self.scales:
+            return {}
+        if len(self.scales) == 1:
+            return {"scale": self.scales[0], "zero_point": self.zero_points[0]}
+        return {
+            "per_channel": len(self.scales),
+            "quantized_dimension": self.quantized_dimension,
+            "scale_min": min(self.scales),
+            "scale_max": max(self.scales),
+        }
+
+
+@dataclass(frozen=True)
+class Tensor:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # TFLite spelling: FLOAT32, INT8, ...
+    quantization: Quantization
+    buffer_bytes: int  # bytes of constant data (0 for activations)
+    shape_signature: tuple[int, ...] = ()
+
+    @property
+    def is_constant(self) -> bool:
+        return self.buffer_bytes > 0
+
+    @property
+    def is_dynamic(self) -> bool:
+        return any(d < 0 for d in self.shape_signature)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.quantization.is_quantized:
+            d["quantization"] = self.quantization.to_dict()
+        return d
+
+
+@dataclass(frozen=True)
+class Operator:
+    index: int
+    op: str  # builtin name, or "CUSTOM:<code>"
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    options: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: str
+    size_bytes: int
+    sha256: str
+    tensors: tuple[Tensor, ...]
+    operators: tuple[Operator, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    subgraphs: int
+    signatures: tuple[str, ...]
+
+    def tensor(self, index: int) -> Tensor:
+        return self.tensors[index]
+
+    @property
+    def input_tensors(self) -> list[Tensor]:
+        return [self.tensors[i] for i in self.inputs]
+
+    @property
+    def output_tensors(self) -> list[Tensor]:
+        return [self.tensors[i] for i in self.outputs]
+
+    def op_counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(o.op for o in self.operators).items()))
+
+    def op_inputs(self, op: Operator) -> list[Tensor]:
+        return [self.tensors[i] for i in op.inputs if i >= 0]
+
+    def op_outputs(self, op: Operator) -> list[Tensor]:
+        return [self.tensors[i] for i in op.outputs if i >= 0]
+
+    def float_compute_ops(self) -> list[Operator]:
+        """Ops that compute in floating point (the ones a full-int8 model must not have).
+
+        QUANTIZE / DEQUANTIZE at the graph boundary are conversions, not compute.
+        """
+        bad = []
+        for op in self.operators:
+            if op.op in CAST_OPS:
+                continue
+            tensors = self.op_inputs(op) + self.op_outputs(op)
+            if any(t.dtype in ("FLOAT32", "FLOAT16") for t in tensors):
+                bad.append(op)
+        return bad
+
+    def weight_bytes_by_tensor(self) -> list[tuple[str, int]]:
+        sized = [(t.name, t.buffer_bytes) for t in self.tensors if t.buffer_bytes > 0]
+        return sorted(sized, key=lambda x: -x[1])
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able summary for manifests and `inspect --json`."""
+        return {
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "inputs": [t.to_dict() for t in self.input_tensors],
+            "outputs": [t.to_dict() for t in self.output_tensors],
+            "ops": self.op_counts(),
+            "op_count": len(self.operators),
+            "float_compute_ops": sorted({o.op for o in self.float_compute_ops()}),
+            "weight_bytes": sum(t.buffer_bytes for t in self.tensors),
+            "tensor_dtypes": dict(sorted(Counter(t.dtype for t in self.tensors).items())),
+        }
+
+
+def _names(cls: type) -> dict[int, str]:
+    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def read_model(path: str | Path) -> ModelInfo:
+    """Parse a .tflite file. Raises TFLiteReadError with a hint if it is not one."""
+    p = Path(path)
+    if not p.is_file():
+        raise TFLiteReadError(
+            f"model file not found: {p}", "pass the path of a .tflite file or a package folder"
+        )
+    data = p.read_bytes()
+    return read_model_bytes(data, str(p))
+
+
+def read_model_bytes(data: bytes, path: str = "<bytes>") -> ModelInfo:
+    from ai_edge_litert import schema_py_generated as schema
+
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise TFLiteReadError(
+            f"{path} is not a TFLite flatbuffer (no TFL3 identifier)",
+            "edgepack reads .tflite files produced by litert-torch or the TFLite converter",
+        )
+    try:
+        model = schema.Model.GetRootAsModel(data, 0)
+        op_names = _names(schema.BuiltinOperator)
+        type_names = _names(schema.TensorType)
+        g = model.Subgraphs(0)
+        buffers_size = []
+        for b in range(model.BuffersLength()):
+            buf = model.Buffers(b)
+            n = buf.DataLength()
+            if n == 0 and buf.Size() > 0:  # large models keep data outside the flatbuffer
+                n = int(buf.Size())
+            buffers_size.append(n)
+        tensors = []
+        for i in range(g.TensorsLength()):
+            t = g.Tensors(i)
+            q = t.Quantization()
+            quant = Quantization()
+            if q is not None and q.ScaleLength() > 0:
+                quant = Quantization(
+                    scales=tuple(float(q.Scale(j)) for j in range(q.ScaleLength())),
+                    zero_points=tuple(int(q.ZeroPoint(j)) for j in range(q.ZeroPointLength())),
+                    quantized_dimension=int(q.QuantizedDimension()),
+                )
+            shape = tuple(int(t.Shape(j)) for j in range(t.ShapeLength()))
+            sig = tuple(int(t.ShapeSignature(j)) for j in range(t.ShapeSignatureLength()))
+            bidx = t.Buffer()
+            tensors.append(
+                Tensor(
+                    index=i,
+                    name=(t.Name() or b"").decode("utf-8", "replace"),
+                    shape=shape,
+                    dtype=type_names.get(t.Type(), str(t.Type())),
+                    quantization=quant,
+                    buffer_bytes=buffers_size[bidx] if 0 < bidx < len(buffers_size) else 0,
+                    shape_signature=sig or shape,
+                )
+            )
+        ops = []
+        for i in range(g.OperatorsLength()):
+            o = g.Operators(i)
+            oc = model.OperatorCodes(o.OpcodeIndex())
+            code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
+            name = op_names.get(code, str(code))
+            if name == "CUSTOM":
+                name = "CUSTOM:" + (oc.CustomCode() or b"").decode("utf-8", "replace")
+            ops.append(
+                Operator(
+                    index=i,
+                    op=name,
+                    inputs=tuple(int(o.Inputs(j)) for j in range(o.InputsLength())),
+                    outputs=tuple(int(o.Outputs(j)) for j in range(o.OutputsLength())),
+                )
+            )
+        sigs = []
+        for s in range(model.SignatureDefsLength()):
+            key = model.SignatureDefs(s).SignatureKey()
+            sigs.append(key.decode() if key else "")
+        return ModelInfo(
+            path=path,
+            size_bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            tensors=tuple(tensors),
+            operators=tuple(ops),
+            inputs=tuple(int(g.Inputs(j)) for j in range(g.InputsLength())),
+            outputs=tuple(int(g.Outputs(j)) for j in range(g.OutputsLength())),
+            subgraphs=int(model.SubgraphsLength()),
+            signatures=tuple(sigs),
+        )
+    except TFLiteReadError:
+        raise
+    except Exception as exc:  # a corrupt flatbuffer raises anything from struct to IndexError
+        raise TFLiteReadError(
+            f"{path} could not be parsed as a TFLite model: {type(exc).__name__}: {exc}",
+            "the file may be truncated or corrupt; rebuild it",
+        ) from exc
