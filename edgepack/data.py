@@ -1,0 +1,198 @@
+"""Calibration / evaluation / training data: .npz, .npy, or a folder of .npy files.
+
+Conventions
+- ``.npz``: inputs under the model's input names, or ``x`` / ``inputs`` (one input), or
+  ``x0``, ``x1``, ... (several inputs); labels, when present, under ``y`` or ``labels``.
+- ``.npy``: one array holding every sample of a single-input model.
+- a folder: one ``.npy`` file per sample (sorted by file name), single input.
+
+Each input array is (N, *input_shape[1:]) — samples stacked on the batch axis — or, for a
+folder, one sample per file with or without its batch axis. Shapes, dtypes and finiteness are
+checked against the model's inputs before any expensive work, and every problem is reported
+at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgepack.errors import DataError
+from edgepack.stages.base import InputSpec
+
+LABEL_KEYS = ("y", "labels", "label")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Samples for every model input (stacked on axis 0) and optional integer labels."""
+
+    inputs: tuple[np.ndarray, ...]
+    labels: np.ndarray | None
+    path: str
+
+    def __len__(self) -> int:
+        return int(self.inputs[0].shape[0])
+
+    def take(self, n: int | None) -> Dataset:
+        if n is None or n >= len(self):
+            return self
+        return Dataset(
+            tuple(x[:n] for x in self.inputs),
+            None if self.labels is None else self.labels[:n],
+            self.path,
+        )
+
+
+def _input_keys(keys: Sequence[str], specs: Sequence[InputSpec]) -> list[str] | None:
+    names = [s.name for s in specs]
+    if all(n in keys for n in names):
+        return names
+    if len(specs) == 1:
+        for k in ("x", "inputs", "input"):
+            if k in keys:
+                return [k]
+        data_keys = [k for k in keys if k not in LABEL_KEYS]
+        if len(data_keys) == 1:
+            return data_keys
+        return None
+    numbered = [f"x{i}" for i in range(len(specs))]
+    if all(k in keys for k in numbered):
+        return numbered
+    return None
+
+
+def load_dataset(
+    path: str | Path,
+    specs: Sequence[InputSpec],
+    *,
+    purpose: str,
+    samples: int | None = None,
+    require_labels: bool = False,
+) -> Dataset:
+    """Load and validate data for a model with inputs ``specs``.
+
+    ``purpose`` ("calibration", "evaluation", "training") names the data in messages.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError(
+            f"{purpose} data not found: {p}",
+            "pass an existing .npz, .npy or folder of .npy files",
+        )
+    labels: np.ndarray | None = None
+    if p.is_dir():
+        files = sorted(p.glob("*.npy"))
+        if not files:
+            raise DataError(f"{purpose} data folder {p} holds no .npy files", _FORMAT_HINT)
+        if len(specs) != 1:
+            raise DataError(
+                f"{purpose} data folder {p} can only feed a single-input model "
+                f"(this one has {len(specs)} inputs)",
+                "use an .npz with one array per input name (or x0, x1, ...)",
+            )
+        want = tuple(specs[0].shape[1:])
+        arrays = []
+        for f in files:
+            a = _load_npy(f, purpose)
+            if a.shape == want:
+                a = a[None]
+            arrays.append(a)
+        try:
+            inputs: tuple[np.ndarray, ...] = (np.concatenate(arrays, axis=0),)
+        except ValueError as exc:
+            raise DataError(
+                f"{purpose} data folder {p} holds .npy files of different shapes", _FORMAT_HINT
+            ) from exc
+    elif p.suffix == ".npy":
+        if len(specs) != 1:
+            raise DataError(
+                f"{purpose} data {p} is a single .npy but the model has {len(specs)} inputs",
+                "use an .npz with one array per input name (or x0, x1, ...)",
+            )
+        inputs = (_load_npy(p, purpose),)
+    elif p.suffix == ".npz":
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                content = {k: z[k] for k in z.files}
+        except Exception as exc:
+            raise DataError(f"{purpose} data {p} is not a readable .npz: {exc}", _FORMAT_HINT) from exc
+        keys = _input_keys(list(content), specs)
+        if keys is None:
+            expected = ", ".join(s.name for s in specs)
+            raise DataError(
+                f"{purpose} data {p} has arrays [{', '.join(sorted(content))}] but none named "
+                f"for the model's inputs [{expected}]",
+                "name the input array 'x' (one input) or after each input (or x0, x1, ...)",
+            )
+        inputs = tuple(content[k] for k in keys)
+        for k in LABEL_KEYS:
+            if k in content:
+                labels = content[k]
+                break
+    else:
+        raise DataError(f"{purpose} data {p} has an unsupported format '{p.suffix}'", _FORMAT_HINT)
+
+    problems = []
+    n = None
+    fixed = []
+    for spec, x in zip(specs, inputs, strict=True):
+        if x.dtype.kind not in "fiub":
+            problems.append(f"input '{spec.name}' has dtype {x.dtype} (numeric expected)")
+            fixed.append(x)
+            continue
+        want = tuple(spec.shape[1:])
+        if x.ndim == len(spec.shape) - 1 and tuple(x.shape) == want:
+            x = x[None]
+        if tuple(x.shape[1:]) != want:
+            problems.append(
+                f"input '{spec.name}' has samples of shape {tuple(x.shape[1:])}, "
+                f"the model takes {want} (full shape {tuple(spec.shape)})"
+            )
+        if spec.dtype.startswith("float"):
+            if x.dtype.kind == "f" and not np.isfinite(x).all():
+                bad = int((~np.isfinite(x)).sum())
+                problems.append(f"input '{spec.name}' holds {bad} NaN/inf values")
+            x = x.astype(np.float32, copy=False)
+        if n is None:
+            n = x.shape[0]
+        elif x.shape[0] != n:
+            problems.append(f"input '{spec.name}' has {x.shape[0]} samples, the first has {n}")
+        fixed.append(x)
+    if labels is not None:
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            problems.append(f"labels must be a 1-D integer array, got {labels.dtype}{labels.shape}")
+        elif n is not None and labels.shape[0] != n:
+            problems.append(f"{labels.shape[0]} labels for {n} samples")
+    elif require_labels:
+        problems.append("no labels (an array named 'y' or 'labels')")
+    if n == 0:
+        problems.append("no samples")
+    if problems:
+        raise DataError(
+            f"{purpose} data {p} does not fit the model: " + "; ".join(problems),
+            "samples are stacked on axis 0 with the model's input shape after it; "
+            "see docs/data.md",
+        )
+    ds = Dataset(tuple(fixed), labels, str(p))
+    if samples is not None:
+        if samples < 1:
+            raise DataError(f"sample count must be >= 1, got {samples}", "pass e.g. --samples 200")
+        ds = ds.take(samples)
+    return ds
+
+
+_FORMAT_HINT = (
+    "use .npz (arrays 'x' and optional 'y'), .npy (samples stacked on axis 0) "
+    "or a folder of .npy files (one sample each)"
+)
+
+
+def _load_npy(p: Path, purpose: str) -> np.ndarray:
+    try:
+        return np.load(p, allow_pickle=False)
+    except Exception as exc:
+        raise DataError(f"{purpose} data {p} is not a readable .npy: {exc}", _FORMAT_HINT) from exc
