@@ -8,9 +8,10 @@ before torch is imported; data is checked against the model's inputs before expo
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,20 @@ from typing import Any
 from edgepack import __version__
 from edgepack.data import Dataset, load_dataset
 from edgepack.errors import UsageError
-from edgepack.manifest import MANIFEST_SCHEMA_VERSION, host_facts, now_iso, tool_versions
-from edgepack.stages.base import StageContext, TFLiteArtifact, TorchModel, noop_progress
+from edgepack.manifest import (
+    MANIFEST_SCHEMA_VERSION,
+    StageRecord,
+    host_facts,
+    now_iso,
+    tool_versions,
+)
+from edgepack.stages.base import (
+    ExportedModel,
+    StageContext,
+    TFLiteArtifact,
+    TorchModel,
+    noop_progress,
+)
 from edgepack.targets import IODtype, IOLayout, QuantMode, TargetProfile
 
 
@@ -153,7 +166,8 @@ def _random_data(model: TorchModel, seed: int, n: int = 16) -> Dataset:
 
 
 def build(plan: BuildPlan, progress: Callable[[str], None] = noop_progress) -> BuildResult:
-    from edgepack.source import default_name, load_source
+    """Build one target: :func:`prepare` (load + export) then the per-target stages."""
+    from edgepack.source import default_name
     from edgepack.stages import package as package_stage
 
     check_plan(plan)
@@ -163,16 +177,87 @@ def build(plan: BuildPlan, progress: Callable[[str], None] = noop_progress) -> B
     work = Path(tempfile.mkdtemp(prefix="edgepack-build-"))
     ctx = StageContext(workdir=work, progress=progress, seed=plan.seed)
     try:
-        progress("load: model source")
-        with ctx.timed() as elapsed:
-            model = load_source(plan.source, plan.weights, plan.input_shapes)
+        model, shared, data = prepare([plan], ctx, name)
+        calib, ev = data[0]
+        return build_from_model(plan, model, name, dest, calib, ev, ctx, exported=shared.exported)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class SharedExport:
+    """A model loaded and torch.export-ed once; every target of a matrix builds from it.
+
+    Picklable (paths and records only), so build processes can receive it. ``records`` are
+    the load and export stage records, copied into each target's manifest.
+    """
+
+    source: str
+    weights: Path | None
+    input_shapes: tuple[str, ...]
+    name: str
+    exported: ExportedModel
+    records: tuple[StageRecord, ...]
+
+
+def prepare(
+    plans: Sequence[BuildPlan], ctx: StageContext, name: str
+) -> tuple[TorchModel, SharedExport, list[tuple[Dataset | None, Dataset | None]]]:
+    """Load the model once, check every plan's data against its inputs, export it once.
+
+    All ``plans`` share the model source (weights, input shapes). The export is written into
+    ``ctx.workdir``; it lives as long as that folder.
+    """
+    from edgepack.source import load_source
+    from edgepack.stages import export
+
+    first = plans[0]
+    ctx.progress("load: model source")
+    with ctx.timed() as elapsed:
+        model = load_source(first.source, first.weights, first.input_shapes)
+    data = [_load_data(p, model) for p in plans]  # cheap checks before the export
+    ctx.record(
+        "load",
+        params={"source": first.source, "inputs": [s.to_dict() for s in model.inputs]},
+        seconds=elapsed(),
+    )
+    exported = export.run(model, ctx)
+    shared = SharedExport(
+        source=first.source,
+        weights=first.weights,
+        input_shapes=first.input_shapes,
+        name=name,
+        exported=exported,
+        records=tuple(copy.deepcopy(ctx.records)),
+    )
+    return model, shared, data
+
+
+def build_from_export(
+    plan: BuildPlan,
+    shared: SharedExport,
+    dest: Path,
+    progress: Callable[[str], None] = noop_progress,
+) -> BuildResult:
+    """One target of a matrix, from a shared export (may run in another process).
+
+    The model source is loaded again (cheap: no export) as the PyTorch reference that the
+    validation compares against; the .pt2 is what gets converted.
+    """
+    from edgepack.source import load_source
+    from edgepack.stages import package as package_stage
+
+    check_plan(plan)
+    package_stage.check_destination(dest, plan.force)
+    work = Path(tempfile.mkdtemp(prefix="edgepack-target-"))
+    ctx = StageContext(workdir=work, progress=progress, seed=plan.seed)
+    ctx.records = [copy.deepcopy(r) for r in shared.records]
+    try:
+        model = load_source(shared.source, shared.weights, shared.input_shapes)
         calib, ev = _load_data(plan, model)
-        ctx.record(
-            "load",
-            params={"source": plan.source, "inputs": [s.to_dict() for s in model.inputs]},
-            seconds=elapsed(),
+        return build_from_model(
+            plan, model, shared.name, dest, calib, ev, ctx, exported=shared.exported
         )
-        return build_from_model(plan, model, name, dest, calib, ev, ctx)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -185,11 +270,13 @@ def build_from_model(
     calib: Dataset | None,
     ev: Dataset | None,
     ctx: StageContext,
+    exported: ExportedModel | None = None,  # shared by a matrix; else exported here
 ) -> BuildResult:
     from edgepack.stages import convert, export, quantize, validate
     from edgepack.stages import package as package_stage
 
-    exported = export.run(model, ctx)
+    if exported is None:
+        exported = export.run(model, ctx)
     float_model = convert.run(exported, plan.layout, ctx)
     batch = model.inputs[0].shape[0] if model.inputs[0].shape else 1
     built = quantize.run(float_model, plan.mode, plan.io, calib, ctx, batch=batch)
