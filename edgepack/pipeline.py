@@ -55,6 +55,9 @@ class BuildPlan:
     name: str | None = None
     seed: int = 0
     latency_runs: int = 50
+    # The source as the user wrote it (edgepack.toml: relative to that file). Recorded in the
+    # manifest instead of ``source``, so it does not depend on the working folder.
+    source_label: str | None = None
 
     # ---- resolved values -------------------------------------------------------------
     @property
@@ -215,10 +218,15 @@ def prepare(
     ctx.progress("load: model source")
     with ctx.timed() as elapsed:
         model = load_source(first.source, first.weights, first.input_shapes)
+    if first.source_label is not None:
+        model.source["spec"] = first.source_label
     data = [_load_data(p, model) for p in plans]  # cheap checks before the export
     ctx.record(
         "load",
-        params={"source": first.source, "inputs": [s.to_dict() for s in model.inputs]},
+        params={
+            "source": first.source_label or first.source,
+            "inputs": [s.to_dict() for s in model.inputs],
+        },
         seconds=elapsed(),
     )
     exported = export.run(model, ctx)
@@ -254,6 +262,8 @@ def build_from_export(
     ctx.records = [copy.deepcopy(r) for r in shared.records]
     try:
         model = load_source(shared.source, shared.weights, shared.input_shapes)
+        if plan.source_label is not None:
+            model.source["spec"] = plan.source_label
         calib, ev = _load_data(plan, model)
         return build_from_model(
             plan, model, shared.name, dest, calib, ev, ctx, exported=shared.exported

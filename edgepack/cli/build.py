@@ -7,17 +7,26 @@ from typing import Any
 
 import typer
 
-from edgepack.cli.output import echo_json, echo_pairs
+from edgepack.cli.output import echo_json, echo_pairs, echo_table
 
 
 def register(app: typer.Typer) -> None:
     @app.command("build")
     def build(
-        source: str = typer.Argument(
-            ..., help="module.path:factory, path/to/model.py:factory, or an exported .pt2"
+        source: str | None = typer.Argument(
+            None,
+            help="module.path:factory, path/to/model.py:factory, or an exported .pt2. "
+            "Omitted: build every target of ./edgepack.toml (or --config).",
         ),
-        target: str = typer.Option(
-            ..., "--target", "-t", help="Target name or path to a .toml profile."
+        target: list[str] = typer.Option(
+            [],
+            "--target",
+            "-t",
+            help="Target name or path to a .toml profile (repeat for a matrix; with a config: "
+            "build only these of its targets).",
+        ),
+        config: Path | None = typer.Option(
+            None, "--config", "-c", help="Release config (default ./edgepack.toml)."
         ),
         weights: Path | None = typer.Option(
             None, "--weights", help="state_dict file (loaded with weights_only=True)."
@@ -57,26 +66,40 @@ def register(app: typer.Typer) -> None:
         output: Path | None = typer.Option(
             None, "--output", "-o", help="Package folder (default dist/<name>-<target>)."
         ),
+        output_dir: Path | None = typer.Option(
+            None, "--output-dir", help="Folder for every package (<dir>/<name>-<target>)."
+        ),
         name: str | None = typer.Option(
             None, "--name", help="Package name (default: from the source)."
         ),
         force: bool = typer.Option(False, "--force", help="Replace an existing package."),
-        latency_runs: int = typer.Option(
-            50, "--latency-runs", help="Host latency runs (0 to skip)."
+        latency_runs: int | None = typer.Option(
+            None, "--latency-runs", help="Host latency runs (0 to skip; default 50)."
         ),
-        json_: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress lines."),
-    ) -> None:
-        """Compress, convert, quantize, validate and package a model for a target."""
-        from edgepack.pipeline import BuildPlan
-        from edgepack.pipeline import build as run_build
-        from edgepack.targets import load_target
+        jobs: int | None = typer.Option(
+            None, "--jobs", "-j", min=1, help="Targets built in parallel (default min(2, n))."
+        ),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="Validate and print the resolved plan; build nothing."
+        ),
+        json_: bool = typer.Option(
+            False, "--json", help="Print JSON (the manifest, or the matrix)."
+        ),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    ) -> int:
+        """Compress, convert, quantize, validate and package a model for one or more targets.
 
-        plan = BuildPlan(
+        Without SOURCE, builds every [[targets]] entry of ./edgepack.toml: the model is exported
+        once and the targets build in parallel. Exit 3 if a gate failed, 2 on bad input.
+        """
+        from edgepack.release.config import Overrides, find_config, load_config, resolve
+
+        over = Overrides(
             source=source,
-            target=load_target(target),
             weights=weights,
             input_shapes=tuple(input_shape),
+            name=name,
+            targets=tuple(target),
             quantization=parse_enum("--quantization", quantization, "QuantMode"),
             io_dtype=parse_enum("--io-dtype", io_dtype, "IODtype"),
             io_layout=parse_enum("--io-layout", io_layout, "IOLayout"),
@@ -86,17 +109,117 @@ def register(app: typer.Typer) -> None:
             eval_samples=eval_samples,
             max_accuracy_drop=max_accuracy_drop,
             output=output,
+            output_dir=output_dir,
             force=force,
-            name=name,
+            jobs=jobs,
             latency_runs=latency_runs,
         )
-        show = (lambda m: None) if (quiet or json_) else (lambda m: typer.echo(f"  {m}", err=True))
-        result = run_build(plan, progress=show)
-        if json_:
-            echo_json(result.manifest)
-            return
-        echo_pairs(result.rows)
-        typer.echo(f"\nwrote {result.package}/ (model.tflite, manifest.json, summary.md)")
+        use_config = source is None or config is not None
+        if not use_config and len(target) <= 1 and not dry_run and output_dir is None:
+            if not target:
+                from edgepack.errors import UsageError
+
+                raise UsageError("missing --target", "e.g. --target rpi4 (`edgepack targets list`)")
+            return _single(over, target[0], json_, quiet)
+        cfg_path = find_config(config) if use_config else None
+        cfg = load_config(cfg_path) if cfg_path is not None else None
+        plan = resolve(cfg, cfg_path, over)
+        if dry_run:
+            if json_:
+                echo_json({"dry_run": True, **plan.to_dict()})
+            else:
+                _print_plan(plan)
+            return 0
+        return _matrix(plan, json_, quiet)
+
+
+def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
+    """One target from the command line: the classic in-process build."""
+    from edgepack.cli.progress import build_progress
+    from edgepack.pipeline import BuildPlan
+    from edgepack.pipeline import build as run_build
+    from edgepack.targets import load_target
+
+    plan = BuildPlan(
+        source=over.source,
+        target=load_target(target),
+        weights=over.weights,
+        input_shapes=over.input_shapes,
+        quantization=over.quantization,
+        io_dtype=over.io_dtype,
+        io_layout=over.io_layout,
+        calibration=over.calibration,
+        calibration_samples=over.calibration_samples,
+        eval=over.eval,
+        eval_samples=over.eval_samples,
+        max_accuracy_drop=over.max_accuracy_drop,
+        output=over.output,
+        force=over.force,
+        name=over.name,
+        latency_runs=50 if over.latency_runs is None else over.latency_runs,
+    )
+    with build_progress([target], enabled=not (quiet or json_)) as report:
+        result = run_build(plan, progress=lambda m: report(target, m))
+    if json_:
+        echo_json(result.manifest)
+        return 0
+    echo_pairs(result.rows)
+    typer.echo(f"\nwrote {result.package}/ (model.tflite, manifest.json, summary.md)")
+    return 0
+
+
+def _print_plan(plan: Any) -> None:
+    d = plan.to_dict()
+    typer.echo(f"config: {d['config'] or '(command line)'}")
+    m = d["model"]
+    typer.echo(
+        f"model:  {m['source']} (name {m['name']}, weights {m['weights'] or '-'}, "
+        f"inputs {' '.join(m['input_shapes']) or 'from the factory'})"
+    )
+    data = ", ".join(f"{k} {v}" for k, v in d["data"].items() if v is not None) or "-"
+    typer.echo(f"data:   {data}")
+    if d["compression"]:
+        typer.echo(f"compression: {d['compression']}")
+    typer.echo(f"jobs:   {d['jobs']} parallel build process(es); one shared export\n")
+    rows = []
+    for t in d["targets"]:
+        gates = ", ".join(
+            f"{k.removeprefix('max_')}<={v}"
+            for k, v in t["gates"].items()
+            if k.startswith("max_") and v is not None
+        )
+        rows.append(
+            (t["id"], t["quantization"], t["io_dtype"], t["io_layout"], t["output"], gates or "-")
+        )
+    echo_table(["target", "quantization", "io", "layout", "output", "gates"], rows)
+    typer.echo("\nplan is valid (nothing built: --dry-run)")
+
+
+def _matrix(plan: Any, json_: bool, quiet: bool) -> int:
+    from edgepack.cli.progress import build_progress
+    from edgepack.release.matrix import SUMMARY_HEADERS, run_matrix, summary_rows
+
+    ids = [t.id for t in plan.targets]
+    with build_progress(ids, enabled=not (quiet or json_)) as report:
+        result = run_matrix(plan, progress=report)
+    if json_:
+        echo_json(result.to_dict())
+        return result.exit_code
+    if not quiet:
+        typer.echo("", err=True)
+    echo_table(SUMMARY_HEADERS, summary_rows(result))
+    for o in result.outcomes:
+        if o.message:
+            typer.echo(f"\n{o.id}: {o.status.value}: {o.message}", err=True)
+            if o.hint:
+                typer.echo(f"hint: {o.hint}", err=True)
+        for g in o.gates:
+            if g.status.value == "no data":
+                typer.echo(f"{o.id}: {g.gate}: no data ({g.detail})", err=True)
+    built = [str(o.package) for o in result.outcomes if o.package is not None]
+    if built:
+        typer.echo(f"\nwrote {len(built)} package(s): {', '.join(built)}")
+    return result.exit_code
 
 
 def parse_enum(flag: str, value: str | None, enum_name: str) -> Any:

@@ -1,0 +1,617 @@
+"""edgepack.toml: one release config in the repo, every target built from it.
+
+The schema is strict (unknown keys are rejected with the closest valid name). Paths in the
+file are relative to the file's folder. :func:`resolve` turns a config plus command-line
+overrides into one :class:`TargetJob` per ``[[targets]]`` entry, each holding the
+:class:`edgepack.pipeline.BuildPlan` the pipeline runs and the entry's release gates.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edgepack.errors import UsageError
+from edgepack.targets import IODtype, IOLayout, QuantMode
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+CONFIG_NAME = "edgepack.toml"
+CONFIG_SCHEMA_VERSION = 1
+LATENCY_STATS = ("p50", "p90", "p99", "mean")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(_Strict):
+    source: str = Field(min_length=1)
+    weights: str | None = None
+    input_shapes: list[str] = Field(default_factory=list)
+    name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+
+
+class DataSection(_Strict):
+    calibration: str | None = None
+    calibration_samples: int | None = Field(default=None, ge=1)
+    eval: str | None = None
+    eval_samples: int | None = Field(default=None, ge=1)
+    train: str | None = None
+
+
+class CompressionSection(_Strict):
+    # Spec strings and settings of the compression stages, passed through to them.
+    prune: str | None = Field(default=None, pattern=r"^[a-z][a-z_-]*:[0-9]*\.?[0-9]+$")
+    distill: dict[str, str | int | float | bool] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.prune is not None or self.distill is not None
+
+
+class Gates(_Strict):
+    max_accuracy_drop: float | None = Field(default=None, ge=0)
+    max_model_kb: float | None = Field(default=None, gt=0)
+    max_ram_mb: float | None = Field(default=None, gt=0)
+    max_latency_ms: float | None = Field(default=None, gt=0)
+    # Benchmark result (edgepack.bench-result/1) the latency gate reads; default: the newest
+    # result in the package's bench/ folder for the same model bytes.
+    latency_result: str | None = None
+    latency_stat: Literal["p50", "p90", "p99", "mean"] = "p50"
+
+    def merged(self, over: Gates) -> Gates:
+        """``over``'s explicitly set values on top of these."""
+        return Gates.model_validate({**self.model_dump(), **over.model_dump(exclude_unset=True)})
+
+
+class TargetEntry(_Strict):
+    target: str = Field(min_length=1)  # built-in name or path to a profile .toml
+    variant: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    quantization: QuantMode | None = None
+    io_dtype: IODtype | None = None
+    io_layout: IOLayout | None = None
+    calibration_samples: int | None = Field(default=None, ge=1)
+    output: str | None = None
+    gates: Gates = Gates()
+
+
+class BuildSection(_Strict):
+    output_dir: str = "dist"
+    jobs: int | None = Field(default=None, ge=1, le=64)
+    seed: int = 0
+    latency_runs: int = Field(default=50, ge=0)
+
+
+class ReleaseConfig(_Strict):
+    schema_: int = Field(alias="schema", default=CONFIG_SCHEMA_VERSION)
+    model: ModelSection
+    data: DataSection = DataSection()
+    compression: CompressionSection = CompressionSection()
+    gates: Gates = Gates()  # defaults for every target; [targets.gates] override them
+    build: BuildSection = BuildSection()
+    targets: list[TargetEntry] = Field(min_length=1)
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema(cls, v: int) -> int:
+        if v != CONFIG_SCHEMA_VERSION:
+            raise ValueError(
+                f"schema {v} is not supported (this edgepack reads {CONFIG_SCHEMA_VERSION})"
+            )
+        return v
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Valid key names of the table at ``loc`` (for 'did you mean')."""
+    model: Any = ReleaseConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        f = model.model_fields.get(part) or next(
+            (v for v in model.model_fields.values() if v.alias == part), None
+        )
+        if f is None:
+            return []
+        ann = f.annotation
+        args = getattr(ann, "__args__", ())
+        cand = [a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not cand:
+            return []
+        model = cand[0]
+    return [v.alias or k for k, v in model.model_fields.items()]
+
+
+def _loc_str(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<root>"
+
+
+def format_errors(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        where = _loc_str(loc)
+        if e["type"] == "extra_forbidden":
+            valid = _fields_at(loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+            tip = f" (did you mean '{close[0]}'?)" if close else ""
+            table = _loc_str(loc[:-1])
+            valid_s = ", ".join(valid)
+            parts.append(
+                f"unknown key '{where}'{tip}"
+                + (f"; valid keys in {table}: {valid_s}" if valid and not close else "")
+            )
+        elif e["type"] == "missing":
+            parts.append(f"missing key '{where}'")
+        elif e["type"] == "enum":
+            expected = e.get("ctx", {}).get("expected", "")
+            parts.append(f"'{where}': {e['input']!r} is not one of {expected}")
+        else:
+            parts.append(f"'{where}': {e['msg']}")
+    return "; ".join(parts)
+
+
+def parse_config(text: str, origin: str) -> ReleaseConfig:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(
+            f"{origin} is not valid TOML: {exc}",
+            "fix the line named above; `edgepack init --force` writes a fresh commented file",
+        ) from exc
+    try:
+        return ReleaseConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise UsageError(
+            f"invalid {origin}: {format_errors(exc)}",
+            "the keys are documented in the file `edgepack init` writes (docs: README, "
+            "'Release pipelines')",
+        ) from exc
+
+
+def find_config(path: str | Path | None) -> Path:
+    """``--config PATH``, else ./edgepack.toml."""
+    p = Path(path) if path is not None else Path(CONFIG_NAME)
+    if not p.is_file():
+        if path is None:
+            raise UsageError(
+                f"no model source given and no {CONFIG_NAME} in the current folder",
+                "pass a source (`edgepack build model.py:build_model --target rpi4`), "
+                f"run `edgepack init` to write {CONFIG_NAME}, or pass --config PATH",
+            )
+        raise UsageError(f"config file not found: {p}", "pass an existing edgepack.toml")
+    return p
+
+
+def load_config(path: str | Path) -> ReleaseConfig:
+    p = Path(path)
+    return parse_config(p.read_text(encoding="utf-8"), p.name if p.parent == Path() else str(p))
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line values; each set one replaces the file's value for every target."""
+
+    source: str | None = None
+    weights: Path | None = None
+    input_shapes: tuple[str, ...] = ()
+    name: str | None = None
+    targets: tuple[str, ...] = ()  # select entries (by id or target), or the targets to build
+    quantization: QuantMode | None = None
+    io_dtype: IODtype | None = None
+    io_layout: IOLayout | None = None
+    calibration: Path | None = None
+    calibration_samples: int | None = None
+    eval: Path | None = None
+    eval_samples: int | None = None
+    max_accuracy_drop: float | None = None
+    output: Path | None = None  # one package folder (one target only)
+    output_dir: Path | None = None
+    force: bool = False
+    jobs: int | None = None
+    latency_runs: int | None = None
+
+
+@dataclass(frozen=True)
+class TargetJob:
+    """One package to build: its plan, where it goes and the gates it must pass."""
+
+    id: str  # target name, or target-variant
+    plan: Any  # edgepack.pipeline.BuildPlan (typed Any: keeps this module import-light)
+    dest: Path
+    gates: Gates
+    latency_result: Path | None = None
+
+    def describe(self) -> dict[str, Any]:
+        p = self.plan
+        return {
+            "id": self.id,
+            "target": p.target.name,
+            "profile_sha256": p.target.sha256,
+            "quantization": p.mode.value,
+            "io_dtype": p.io.value,
+            "io_layout": p.layout.value,
+            "calibration_samples": p.n_calibration if p.mode == QuantMode.FULL_INT8 else None,
+            "output": str(self.dest),
+            "gates": {
+                **{k: v for k, v in self.gates.model_dump().items() if v is not None},
+                "latency_result": None if self.latency_result is None else str(self.latency_result),
+            },
+        }
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    config: Path | None
+    source: str
+    name: str
+    weights: Path | None
+    input_shapes: tuple[str, ...]
+    data: dict[str, Any]
+    compression: dict[str, Any]
+    jobs: int
+    targets: tuple[TargetJob, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": None if self.config is None else str(self.config),
+            "model": {
+                "source": self.source,
+                "name": self.name,
+                "weights": None if self.weights is None else str(self.weights),
+                "input_shapes": list(self.input_shapes),
+            },
+            "data": self.data,
+            "compression": self.compression,
+            "jobs": self.jobs,
+            "targets": [t.describe() for t in self.targets],
+        }
+
+
+def display_path(p: str | Path) -> Path:
+    """A path as it is shown and recorded: relative to the working folder when it lies inside
+    it, so manifests do not depend on where a checkout lives."""
+    p = Path(os.path.normpath(p))
+    if not p.is_absolute():
+        return p
+    try:
+        return p.relative_to(Path.cwd())
+    except ValueError:
+        return p
+
+
+def _rebase(base: Path, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    p = Path(value).expanduser()
+    return display_path(p if p.is_absolute() else base / p)
+
+
+def _rebase_source(base: Path, spec: str) -> str:
+    """Relative file sources follow the config; dotted module sources are left alone."""
+    target, sep, factory = spec.rpartition(":")
+    if sep and (target.endswith(".py") or "/" in target):
+        return f"{_rebase(base, target)}:{factory}"
+    if spec.endswith(".pt2"):
+        return str(_rebase(base, spec))
+    return spec
+
+
+def _rebase_target(base: Path, name: str) -> str:
+    if name.endswith(".toml") or "/" in name:
+        return str(_rebase(base, name))
+    return name
+
+
+def _select(entries: list[TargetEntry], wanted: tuple[str, ...]) -> list[TargetEntry]:
+    if not wanted:
+        return entries
+    ids = {_entry_id(e): e for e in entries}
+    out: list[TargetEntry] = []
+    missing = []
+    for w in wanted:
+        hits = [e for i, e in ids.items() if w in (i, e.target)]
+        if not hits:
+            missing.append(w)
+        out += [h for h in hits if h not in out]
+    if missing:
+        raise UsageError(
+            f"--target {', '.join(missing)} is not in the config's [[targets]]",
+            f"the config builds: {', '.join(ids)}; add a [[targets]] entry or drop --target",
+        )
+    return out
+
+
+def _entry_id(e: TargetEntry) -> str:
+    stem = Path(e.target).stem if e.target.endswith(".toml") else e.target
+    return f"{stem}-{e.variant}" if e.variant else stem
+
+
+def resolve(
+    config: ReleaseConfig | None,
+    config_path: Path | None,
+    over: Overrides,
+) -> ReleasePlan:
+    """Config + overrides -> one plan per target. Checks everything that needs no model and
+    raises one UsageError listing every problem."""
+    from edgepack.errors import EdgepackError
+    from edgepack.pipeline import BuildPlan, check_plan
+    from edgepack.source import default_name
+    from edgepack.targets import load_target
+
+    base = config_path.parent if config_path is not None else Path()
+    if config is None:
+        if over.source is None or not over.targets:
+            raise UsageError(
+                "a build without edgepack.toml needs a model source and --target",
+                "e.g. edgepack build model.py:build_model --target rpi4 (repeat --target for a "
+                "matrix)",
+            )
+        entries = [TargetEntry(target=t) for t in over.targets]
+        model = ModelSection(source=over.source)
+        data = DataSection()
+        compression = CompressionSection()
+        default_gates = Gates()
+        build = BuildSection()
+    else:
+        entries = _select(config.targets, over.targets)
+        model = config.model
+        data = config.data
+        compression = config.compression
+        default_gates = config.gates
+        build = config.build
+
+    source = over.source or _rebase_source(base, model.source)
+    label = over.source or model.source  # recorded in manifests: as written
+    weights = over.weights or _rebase(base, model.weights)
+    shapes = over.input_shapes or tuple(model.input_shapes)
+    name = over.name or model.name or default_name(source)
+    calibration = over.calibration or _rebase(base, data.calibration)
+    evaluation = over.eval or _rebase(base, data.eval)
+    out_dir = over.output_dir or _rebase(base, build.output_dir) or Path("dist")
+    if over.output is not None and len(entries) > 1:
+        raise UsageError(
+            f"--output names one package folder but {len(entries)} targets are built",
+            "use --output-dir DIR (packages go to DIR/<name>-<target>), or select one --target",
+        )
+    problems: list[str] = []
+    # The compression stages take their settings through BuildPlan fields of the same names.
+    extra: dict[str, Any] = {}
+    if compression.enabled:
+        have = set(BuildPlan.__dataclass_fields__)
+        if {"prune", "distill"} <= have:
+            extra = {"prune": compression.prune, "distill": compression.distill}
+        else:
+            problems.append(
+                "[compression] is set but this edgepack's build has no compression stages; "
+                "compress first with `edgepack compress` and use its .pt2 as model.source"
+            )
+    jobs: list[TargetJob] = []
+    seen_ids: dict[str, int] = {}
+    seen_dest: dict[Path, str] = {}
+    for i, e in enumerate(entries):
+        jid = _entry_id(e)
+        where = f"targets[{i}] ({jid})"
+        if jid in seen_ids:
+            problems.append(
+                f"{where}: the same target twice; give each entry its own 'variant' "
+                f'(e.g. variant = "{(e.quantization or QuantMode.FLOAT32).value}")'
+            )
+            continue
+        seen_ids[jid] = i
+        try:
+            profile = load_target(_rebase_target(base, e.target))
+        except EdgepackError as err:
+            problems.append(f"{where}: {err.message}" + (f" ({err.hint})" if err.hint else ""))
+            continue
+        gates = default_gates.merged(e.gates)
+        if over.max_accuracy_drop is not None:
+            gates = gates.merged(Gates(max_accuracy_drop=over.max_accuracy_drop))
+        if over.output is not None:
+            dest = over.output
+        elif e.output is not None and over.output_dir is None:
+            dest = _rebase(base, e.output) or Path()
+        else:
+            dest = out_dir / f"{name}-{jid}"
+        plan = BuildPlan(
+            source=source,
+            target=profile,
+            weights=weights,
+            input_shapes=shapes,
+            quantization=over.quantization or e.quantization,
+            io_dtype=over.io_dtype or e.io_dtype,
+            io_layout=over.io_layout or e.io_layout,
+            calibration=calibration,
+            calibration_samples=over.calibration_samples
+            or e.calibration_samples
+            or data.calibration_samples,
+            eval=evaluation,
+            eval_samples=over.eval_samples or data.eval_samples,
+            max_accuracy_drop=gates.max_accuracy_drop,
+            output=dest,
+            force=over.force,
+            name=name,
+            seed=build.seed,
+            latency_runs=over.latency_runs if over.latency_runs is not None else build.latency_runs,
+            source_label=label,
+            **extra,
+        )
+        try:
+            check_plan(plan)
+        except EdgepackError as err:
+            problems.append(f"{where}: {err.message}")
+        if dest in seen_dest:
+            problems.append(f"{where}: output {dest} is also {seen_dest[dest]}'s output")
+        seen_dest[dest] = jid
+        if dest.exists() and not over.force:
+            problems.append(f"{where}: destination {dest} already exists (pass --force)")
+        latency_result = _rebase(base, gates.latency_result)
+        if latency_result is not None and not latency_result.is_file():
+            problems.append(f"{where}: gates.latency_result file not found: {latency_result}")
+        jobs.append(TargetJob(jid, plan, dest, gates, latency_result))
+    problems += _check_source(source, weights)
+    if data.train is not None and not (base / data.train).exists():
+        problems.append(f"data.train not found: {_rebase(base, data.train)}")
+    if problems:
+        origin = str(config_path) if config_path is not None else "the command line"
+        raise UsageError(
+            f"{len(problems)} problem(s) in {origin}: " + "; ".join(dict.fromkeys(problems)),
+            "fix them and run `edgepack build --dry-run` again; targets: `edgepack targets list`",
+        )
+    n_jobs = over.jobs or build.jobs or min(2, len(jobs))
+    return ReleasePlan(
+        config=config_path,
+        source=source,
+        name=name,
+        weights=weights,
+        input_shapes=shapes,
+        data={
+            "calibration": None if calibration is None else str(calibration),
+            "calibration_samples": data.calibration_samples,
+            "eval": None if evaluation is None else str(evaluation),
+            "eval_samples": over.eval_samples or data.eval_samples,
+            "train": None if data.train is None else str(_rebase(base, data.train)),
+        },
+        compression=compression.model_dump(exclude_none=True),
+        jobs=max(1, min(n_jobs, len(jobs))),
+        targets=tuple(jobs),
+    )
+
+
+def _check_source(source: str, weights: Path | None) -> list[str]:
+    """File existence only (importing the model is the build's job)."""
+    problems = []
+    target, sep, _ = source.rpartition(":")
+    if source.endswith(".pt2"):
+        if not Path(source).is_file():
+            problems.append(f"model source not found: {source}")
+    elif sep and (target.endswith(".py") or "/" in target) and not Path(target).is_file():
+        problems.append(f"model file not found: {target}")
+    elif not sep:
+        problems.append(
+            f"invalid model source '{source}' (use module.path:factory, path/to/model.py:factory "
+            "or a .pt2 file)"
+        )
+    return problems
+
+
+# --------------------------------------------------------------------------- edgepack init
+
+
+def _q(s: str) -> str:
+    """A TOML basic string."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_template(
+    source: str | None = None,
+    weights: str | None = None,
+    input_shapes: tuple[str, ...] = (),
+    targets: tuple[str, ...] = (),
+    calibration: str | None = None,
+    eval_data: str | None = None,
+    name: str | None = None,
+) -> str:
+    """The commented edgepack.toml `edgepack init` writes. It always parses (tested)."""
+    src = source or "model.py:build_model"
+    lines = [
+        "# edgepack.toml: how this repository's model is built for its devices.",
+        "# `edgepack build` builds every [[targets]] entry (one export, targets in parallel);",
+        "# `edgepack build --dry-run` checks this file without building. Paths are relative to",
+        "# this file. Command-line flags override the values here.",
+        "schema = 1",
+        "",
+        "[model]",
+        "# module.path:factory, path/to/model.py:factory (returns an nn.Module, or",
+        "# (module, example_inputs)), or a torch.export .pt2 file.",
+        f"source = {_q(src)}",
+    ]
+    if source is None:
+        lines.insert(lines.index(f"source = {_q(src)}"), "# TODO: point this at your model.")
+    lines += [
+        "# state_dict loaded with torch.load(weights_only=True); a pickled model is refused.",
+        f"weights = {_q(weights)}" if weights else '# weights = "weights.pt"',
+        "# One shape per model input, batch first (omit when the factory returns example inputs).",
+        "input_shapes = [" + ", ".join(_q(s) for s in input_shapes) + "]"
+        if input_shapes
+        else '# input_shapes = ["1x3x224x224"]',
+        "# Package name (default: from the source); packages go to <output_dir>/<name>-<target>.",
+        f"name = {_q(name)}" if name else '# name = "mymodel"',
+        "",
+        "[data]",
+        "# .npz (arrays x and y), .npy, or a folder of .npy files; samples stacked on axis 0.",
+        "# full-int8 targets need calibration data (edgepack never calibrates on random data).",
+        f"calibration = {_q(calibration)}" if calibration else '# calibration = "calib.npz"',
+        "# calibration_samples = 200",
+        "# Labelled data: top-1 of PyTorch float vs the built model, for the accuracy gate.",
+        f"eval = {_q(eval_data)}" if eval_data else '# eval = "eval.npz"',
+        "# eval_samples = 1000",
+        '# train = "train.npz"        # for distillation',
+        "",
+        "[compression]",
+        "# Structured pruning before the export, and distillation settings for the stages that",
+        "# run them (passed through):",
+        '# prune = "channels:0.5"',
+        "# distill = { epochs = 3, temperature = 4.0 }",
+        "",
+        "[build]",
+        'output_dir = "dist"',
+        "# jobs = 2                    # targets built in parallel (default min(2, targets))",
+        "seed = 0",
+        "latency_runs = 50             # host latency runs per build (0 to skip)",
+        "",
+        "# Release gates for every target (a [targets.gates] table overrides them). A failed",
+        "# gate makes `edgepack build` exit 3. max_accuracy_drop is in top-1 points and stops",
+        "# the package from being written; the others are checked on the written package.",
+        "[gates]",
+        "max_accuracy_drop = 1.0" if eval_data else "# max_accuracy_drop = 1.0",
+        "# max_model_kb = 512",
+        "# max_ram_mb = 64             # estimate: weights + activations",
+        "# max_latency_ms = 20         # from a benchmark result (edgepack bench):",
+        '# latency_stat = "p50"        # p50 | p90 | p99 | mean',
+        '# latency_result = "results/rpi4.json"   # default: newest bench/ result of the package',
+        "",
+    ]
+    chosen = targets or ("host",)
+    for i, t in enumerate(chosen):
+        lines += [
+            "[[targets]]",
+            f"target = {_q(t)}              # `edgepack targets list`, or a path to a .toml",
+        ]
+        if i == 0:
+            lines += [
+                "# Per-target overrides (default: the profile's):",
+                '# quantization = "full-int8"  # float32 | float16 | dynamic-range | full-int8',
+                '# io_dtype = "int8"           # float32 | int8 | uint8 (full-int8 only)',
+                '# io_layout = "nhwc"          # nchw | nhwc',
+                '# variant = "int8"            # to build the same target twice (another mode)',
+                '# output = "dist/custom-folder"',
+                "# [targets.gates]",
+                "# max_model_kb = 256",
+            ]
+        lines.append("")
+    if not targets:
+        lines += [
+            "# More targets, for example:",
+            "# [[targets]]",
+            '# target = "rpi4"',
+            "# [[targets]]",
+            '# target = "coral-usb"',
+            "",
+        ]
+    return "\n".join(lines)

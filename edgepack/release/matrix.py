@@ -1,0 +1,419 @@
+"""Matrix builds: one model, exported once, built for every target in parallel processes.
+
+    load + torch.export (once, here) -> per target, in a "spawn" process pool:
+        convert -> quantize -> validate -> package
+    -> release gates (size, RAM, latency from a benchmark result) -> summary
+
+One target failing never loses the others' packages: every target is its own future, and a
+failure is recorded with its message and hint. The exit code is 0 when every target built and
+passed its gates, 3 when a gate failed, 2 when a target could not be built.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import queue as queue_mod
+import shutil
+import tempfile
+import threading
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from edgepack.release.config import Gates, ReleasePlan, TargetJob
+
+Progress = Callable[[str, str], None]  # (target id or "*", message)
+
+RESULT_SCHEMA = "edgepack.bench-result/1"
+STAT_KEYS = {"p50": "p50_ms", "p90": "p90_ms", "p99": "p99_ms", "mean": "mean_ms"}
+
+
+def _no_progress(target: str, msg: str) -> None:
+    del target, msg
+
+
+class Status(str, Enum):
+    OK = "ok"
+    GATE_FAILED = "gate failed"
+    FAILED = "failed"
+
+
+class GateStatus(str, Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    NO_DATA = "no data"
+
+
+@dataclass
+class GateResult:
+    gate: str
+    limit: float
+    value: float | None
+    status: GateStatus
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gate": self.gate,
+            "limit": self.limit,
+            "value": self.value,
+            "status": self.status.value,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class TargetOutcome:
+    id: str
+    target: str
+    mode: str
+    dest: Path
+    status: Status = Status.OK
+    manifest: dict[str, Any] | None = None
+    gates: list[GateResult] = field(default_factory=list)
+    message: str = ""
+    hint: str = ""
+    restored_bench: list[str] = field(default_factory=list)
+
+    @property
+    def package(self) -> Path | None:
+        return self.dest if self.manifest is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest or {}
+        metrics = m.get("metrics", {})
+        acc = metrics.get("accuracy") or {}
+        return {
+            "id": self.id,
+            "target": self.target,
+            "mode": self.mode,
+            "status": self.status.value,
+            "package": None if self.package is None else str(self.package),
+            "size_bytes": metrics.get("size_bytes"),
+            "accuracy": acc.get("quantized"),
+            "accuracy_drop": acc.get("drop_points"),
+            "model_sha256": (m.get("model") or {}).get("sha256"),
+            "gates": [g.to_dict() for g in self.gates],
+            "message": self.message or None,
+            "hint": self.hint or None,
+            "restored_bench": self.restored_bench,
+        }
+
+
+@dataclass
+class MatrixResult:
+    outcomes: list[TargetOutcome]
+    export_seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        if any(o.status is Status.FAILED for o in self.outcomes):
+            return 2
+        if any(o.status is Status.GATE_FAILED for o in self.outcomes):
+            return 3
+        return 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exit_code": self.exit_code,
+            "targets": [o.to_dict() for o in self.outcomes],
+        }
+
+
+# --------------------------------------------------------------------------- workers
+
+_QUEUE: Any = None
+
+
+def _init_worker(q: Any) -> None:
+    global _QUEUE
+    _QUEUE = q
+
+
+def _send(job_id: str, msg: str) -> None:
+    if _QUEUE is not None:
+        _QUEUE.put((job_id, msg))
+
+
+def _build_target(
+    job: TargetJob, shared: Any, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Runs in a worker process (or in-process with one job). Never raises for a build
+    problem: returns it, so one target cannot take the others down."""
+    from edgepack.errors import EdgepackError, GateError
+    from edgepack.pipeline import build_from_export
+
+    try:
+        result = build_from_export(
+            job.plan, shared, job.dest, progress=progress or (lambda m: _send(job.id, m))
+        )
+        return {"status": Status.OK.value, "manifest": result.manifest}
+    except GateError as err:
+        return {"status": Status.GATE_FAILED.value, "message": err.message, "hint": err.hint}
+    except EdgepackError as err:
+        return {"status": Status.FAILED.value, "message": err.message, "hint": err.hint}
+    except Exception as exc:  # a bug: keep the traceback, but do not lose the other targets
+        return {
+            "status": Status.FAILED.value,
+            "message": f"internal error: {type(exc).__name__}: {exc}",
+            "hint": "this is a bug in edgepack; the traceback follows:\n" + traceback.format_exc(),
+        }
+
+
+# --------------------------------------------------------------------------- gates
+
+
+def _bench_results(folder: Path) -> list[tuple[str, bytes, dict[str, Any]]]:
+    out = []
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            raw = p.read_bytes()
+            doc = json.loads(raw)
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(doc, dict) and doc.get("schema") == RESULT_SCHEMA:
+            out.append((p.name, raw, doc))
+    return out
+
+
+def latency_value(doc: dict[str, Any], stat: str) -> float | None:
+    v = ((doc.get("harness") or {}).get("stats") or {}).get(STAT_KEYS[stat])
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def evaluate_gates(
+    gates: Gates,
+    manifest: dict[str, Any],
+    package: Path,
+    latency_result: Path | None,
+) -> list[GateResult]:
+    """Release gates on a built package (the accuracy gate ran inside the build)."""
+    out: list[GateResult] = []
+    metrics = manifest["metrics"]
+    for g in metrics.get("gates", []):
+        if g["gate"] == "max_accuracy_drop":
+            out.append(
+                GateResult(
+                    "max_accuracy_drop",
+                    g["limit"],
+                    g["value"],
+                    GateStatus.PASS if g["passed"] else GateStatus.FAIL,
+                    "top-1 points",
+                )
+            )
+    if gates.max_model_kb is not None:
+        kb = round(metrics["size_bytes"] / 1024, 2)
+        out.append(
+            GateResult(
+                "max_model_kb",
+                gates.max_model_kb,
+                kb,
+                GateStatus.PASS if kb <= gates.max_model_kb else GateStatus.FAIL,
+                "model.tflite",
+            )
+        )
+    if gates.max_ram_mb is not None:
+        ram = metrics.get("est_ram_mb_upper")
+        out.append(
+            GateResult(
+                "max_ram_mb",
+                gates.max_ram_mb,
+                ram,
+                GateStatus.NO_DATA
+                if ram is None
+                else (GateStatus.PASS if ram <= gates.max_ram_mb else GateStatus.FAIL),
+                "estimate: weights + activations",
+            )
+        )
+    if gates.max_latency_ms is not None:
+        out.append(_latency_gate(gates, manifest, package, latency_result))
+    return out
+
+
+def _latency_gate(
+    gates: Gates, manifest: dict[str, Any], package: Path, latency_result: Path | None
+) -> GateResult:
+    limit = gates.max_latency_ms
+    assert limit is not None
+    sha = manifest["model"]["sha256"]
+    name = f"max_latency_ms ({gates.latency_stat})"
+    if latency_result is not None:
+        try:
+            doc = json.loads(latency_result.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            return GateResult(name, limit, None, GateStatus.FAIL, f"{latency_result}: {exc}")
+        value = latency_value(doc, gates.latency_stat) if isinstance(doc, dict) else None
+        if value is None:
+            return GateResult(
+                name, limit, None, GateStatus.FAIL, f"{latency_result} is not a bench result"
+            )
+        stale = (doc.get("package") or {}).get("model_sha256") not in (None, sha)
+        detail = f"{latency_result}" + (" (measured on another model build)" if stale else "")
+        ok = value <= limit
+        return GateResult(name, limit, value, GateStatus.PASS if ok else GateStatus.FAIL, detail)
+    matching = [
+        (n, d)
+        for n, _, d in _bench_results(package / "bench")
+        if (d.get("package") or {}).get("model_sha256") == sha
+    ]
+    if not matching:
+        return GateResult(
+            name,
+            limit,
+            None,
+            GateStatus.NO_DATA,
+            "no benchmark result for this model yet: run `edgepack bench` on the package",
+        )
+    fname, doc = max(matching, key=lambda nd: str(nd[1].get("created_at", "")))
+    value = latency_value(doc, gates.latency_stat)
+    if value is None:
+        return GateResult(name, limit, None, GateStatus.NO_DATA, f"bench/{fname} has no stats")
+    ok = value <= limit
+    return GateResult(
+        name, limit, value, GateStatus.PASS if ok else GateStatus.FAIL, f"bench/{fname}"
+    )
+
+
+# --------------------------------------------------------------------------- the matrix
+
+
+def run_matrix(plan: ReleasePlan, progress: Progress = _no_progress) -> MatrixResult:
+    """Export once, build every target (in ``plan.jobs`` processes), apply the gates.
+
+    Raises EdgepackError only for problems shared by every target (the model source, the
+    data, the export); per-target problems are outcomes.
+    """
+    from edgepack.pipeline import prepare
+    from edgepack.stages.base import StageContext
+
+    work = Path(tempfile.mkdtemp(prefix="edgepack-matrix-"))
+    ctx = StageContext(workdir=work, progress=lambda m: progress("*", m), seed=0)
+    try:
+        with ctx.timed() as elapsed:
+            _, shared, _ = prepare([t.plan for t in plan.targets], ctx, plan.name)
+        export_seconds = elapsed()
+        # Benchmark results of the packages being replaced: kept when the rebuilt model is
+        # byte-identical (reproducible builds make them still valid).
+        old_bench = {t.id: _bench_results(t.dest / "bench") for t in plan.targets}
+        raw: dict[str, dict[str, Any]] = {}
+        if plan.jobs <= 1 or len(plan.targets) == 1:
+            for t in plan.targets:
+                raw[t.id] = _build_target(t, shared, lambda m, i=t.id: progress(i, m))
+        else:
+            raw = _run_pool(plan, shared, progress)
+        outcomes = [_outcome(t, raw[t.id], old_bench[t.id]) for t in plan.targets]
+        return MatrixResult(outcomes, export_seconds=export_seconds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_pool(plan: ReleasePlan, shared: Any, progress: Progress) -> dict[str, dict[str, Any]]:
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set() or not q.empty():
+            try:
+                tid, msg = q.get(timeout=0.1)
+            except queue_mod.Empty:
+                continue
+            except (EOFError, OSError):
+                return
+            progress(tid, msg)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    raw: dict[str, dict[str, Any]] = {}
+    try:
+        with ProcessPoolExecutor(
+            max_workers=plan.jobs, mp_context=ctx, initializer=_init_worker, initargs=(q,)
+        ) as pool:
+            futures: dict[str, Future[dict[str, Any]]] = {
+                t.id: pool.submit(_build_target, t, shared) for t in plan.targets
+            }
+            for tid, fut in futures.items():
+                try:
+                    raw[tid] = fut.result()
+                except Exception as exc:  # the worker process died (killed, out of memory)
+                    raw[tid] = {
+                        "status": Status.FAILED.value,
+                        "message": f"the build process for {tid} died: {type(exc).__name__}: {exc}",
+                        "hint": "a crash or out-of-memory kill; retry with --jobs 1 to see it",
+                    }
+    finally:
+        stop.set()
+        reader.join(timeout=5)
+        q.close()
+    return raw
+
+
+def _outcome(
+    job: TargetJob, raw: dict[str, Any], old_bench: list[tuple[str, bytes, dict[str, Any]]]
+) -> TargetOutcome:
+    out = TargetOutcome(
+        id=job.id,
+        target=job.plan.target.name,
+        mode=job.plan.mode.value,
+        dest=job.dest,
+        status=Status(raw["status"]),
+        manifest=raw.get("manifest"),
+        message=raw.get("message", ""),
+        hint=raw.get("hint", ""),
+    )
+    if out.manifest is None:
+        if out.status is Status.GATE_FAILED and job.gates.max_accuracy_drop is not None:
+            out.gates.append(
+                GateResult(
+                    "max_accuracy_drop",
+                    job.gates.max_accuracy_drop,
+                    None,
+                    GateStatus.FAIL,
+                    out.message,
+                )
+            )
+        return out
+    sha = out.manifest["model"]["sha256"]
+    kept = [(n, b) for n, b, d in old_bench if (d.get("package") or {}).get("model_sha256") == sha]
+    if kept:
+        bench = job.dest / "bench"
+        bench.mkdir(exist_ok=True)
+        for n, b in kept:
+            if not (bench / n).exists():
+                (bench / n).write_bytes(b)
+                out.restored_bench.append(n)
+    out.gates = evaluate_gates(job.gates, out.manifest, job.dest, job.latency_result)
+    failed = [g for g in out.gates if g.status is GateStatus.FAIL]
+    if failed:
+        out.status = Status.GATE_FAILED
+        out.message = "; ".join(
+            f"{g.gate}: {g.value} > {g.limit}" if g.value is not None else f"{g.gate}: {g.detail}"
+            for g in failed
+        )
+        out.hint = "the package was written (inspect it); the release gate fails the pipeline"
+    return out
+
+
+def summary_rows(result: MatrixResult) -> list[tuple[str, ...]]:
+    rows = []
+    for o in result.outcomes:
+        d = o.to_dict()
+        size = f"{d['size_bytes'] / 1024:.1f} KB" if d["size_bytes"] else "-"
+        acc = (
+            f"{d['accuracy']:.2f}% ({d['accuracy_drop']:+.2f})"
+            if d["accuracy"] is not None
+            else "-"
+        )
+        gates = ", ".join(
+            f"{g.gate.split(' ')[0].removeprefix('max_')} {g.status.value}" for g in o.gates
+        )
+        rows.append((o.id, o.mode, size, acc, gates or "-", o.status.value))
+    return rows
+
+
+SUMMARY_HEADERS = ("target", "mode", "size", "top-1 (drop)", "gates", "status")

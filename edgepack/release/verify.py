@@ -1,0 +1,302 @@
+"""`edgepack verify`: is this package what its manifest says, and does it run?
+
+Checks, all of them every time (a report lists every problem, not the first):
+- manifest: valid JSON, schema_version, every key of REQUIRED_KEYS;
+- files: the sha256 and size of every file listed in manifest["files"]; files in the package
+  that the manifest does not list (bench/ results excepted: they are added after the build);
+- model: manifest["model_file"] is listed, its hash is the one in manifest["model"], and it
+  loads in the LiteRT interpreter and runs once on inputs of the recorded dtype and shape;
+- profile: the recorded profile hashes to the recorded sha256, and matches the built-in
+  profile of the same name (or the --target file given for a custom profile).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from edgepack.errors import PackageError
+from edgepack.manifest import MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, REQUIRED_KEYS, sha256_file
+
+BENCH_DIR = "bench"
+
+
+class VerifyError(PackageError):
+    """A package failed verification. Exit code 6."""
+
+    exit_code = 6
+
+
+class CheckStatus(str, Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+@dataclass
+class Check:
+    name: str
+    status: CheckStatus
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"check": self.name, "status": self.status.value, "detail": self.detail}
+
+
+@dataclass
+class VerifyReport:
+    package: Path
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status is not CheckStatus.FAIL for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if c.status is CheckStatus.FAIL]
+
+    def add(self, name: str, ok: bool | None, detail: str) -> None:
+        status = CheckStatus.SKIP if ok is None else (CheckStatus.PASS if ok else CheckStatus.FAIL)
+        self.checks.append(Check(name, status, detail))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "package": str(self.package),
+            "ok": self.ok,
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+    def raise_if_failed(self) -> None:
+        bad = self.failures
+        if bad:
+            raise VerifyError(
+                f"package {self.package} failed {len(bad)} check(s): "
+                + "; ".join(f"{c.name}: {c.detail}" for c in bad),
+                "do not ship it: rebuild with `edgepack build` (a package is never edited by hand)",
+            )
+
+
+def verify_package(package: str | Path, target: str | None = None) -> VerifyReport:
+    """Run every check; never raises for a bad package (see :meth:`raise_if_failed`)."""
+    pkg = Path(package)
+    if not pkg.is_dir():
+        raise PackageError(
+            f"not a package folder: {pkg}", "pass a folder written by `edgepack build`"
+        )
+    rep = VerifyReport(pkg)
+    manifest = _check_manifest(pkg, rep)
+    if manifest is None:
+        return rep
+    _check_files(pkg, manifest, rep)
+    _check_model(pkg, manifest, rep)
+    _check_profile(manifest, target, rep)
+    return rep
+
+
+def _check_manifest(pkg: Path, rep: VerifyReport) -> dict[str, Any] | None:
+    path = pkg / MANIFEST_NAME
+    if not path.is_file():
+        rep.add("manifest", False, f"no {MANIFEST_NAME}")
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        rep.add("manifest", False, f"{MANIFEST_NAME} is not valid JSON ({exc})")
+        return None
+    if not isinstance(data, dict):
+        rep.add("manifest", False, f"{MANIFEST_NAME} is not a JSON object")
+        return None
+    version = data.get("schema_version")
+    if version != MANIFEST_SCHEMA_VERSION:
+        rep.add(
+            "manifest",
+            False,
+            f"schema_version {version!r}, this edgepack reads {MANIFEST_SCHEMA_VERSION}",
+        )
+        return None
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    wrong = [
+        k
+        for k, t in (("files", dict), ("target", dict), ("model", dict), ("model_file", str))
+        if k in data and not isinstance(data[k], t)
+    ]
+    if missing or wrong:
+        rep.add(
+            "manifest",
+            False,
+            "; ".join(
+                ([f"missing key(s): {', '.join(missing)}"] if missing else [])
+                + ([f"wrong type: {', '.join(wrong)}"] if wrong else [])
+            ),
+        )
+        return None
+    rep.add("manifest", True, f"schema_version {version}, {len(REQUIRED_KEYS)} required keys")
+    return data
+
+
+def _check_files(pkg: Path, manifest: dict[str, Any], rep: VerifyReport) -> None:
+    listed: dict[str, Any] = manifest["files"]
+    bad = []
+    for name, meta in sorted(listed.items()):
+        p = pkg / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            bad.append(f"{name}: path outside the package")
+            continue
+        if not p.is_file():
+            bad.append(f"{name}: missing")
+            continue
+        digest = sha256_file(p)
+        if not isinstance(meta, dict) or digest != meta.get("sha256"):
+            want = meta.get("sha256", "?") if isinstance(meta, dict) else "?"
+            bad.append(f"{name}: sha256 {digest[:12]}... != manifest {str(want)[:12]}...")
+        elif meta.get("bytes") not in (None, p.stat().st_size):
+            bad.append(f"{name}: {p.stat().st_size} bytes != manifest {meta.get('bytes')}")
+    rep.add(
+        "files",
+        not bad,
+        "; ".join(bad) if bad else f"{len(listed)} file(s) match their sha256",
+    )
+    unlisted = sorted(
+        str(p.relative_to(pkg))
+        for p in pkg.rglob("*")
+        if p.is_file()
+        and p.name != MANIFEST_NAME
+        and p.relative_to(pkg).parts[0] != BENCH_DIR
+        and str(p.relative_to(pkg)) not in listed
+    )
+    rep.add(
+        "unlisted files",
+        not unlisted,
+        ("not in the manifest: " + ", ".join(unlisted)) if unlisted else "none (bench/ excepted)",
+    )
+
+
+def _dtype(name: str) -> str:
+    from edgepack.tflite import NUMPY_DTYPE
+
+    return NUMPY_DTYPE.get(name.upper(), name.lower())
+
+
+def _check_model(pkg: Path, manifest: dict[str, Any], rep: VerifyReport) -> None:
+    import numpy as np
+
+    model_file = manifest["model_file"]
+    path = pkg / model_file
+    if model_file not in manifest["files"]:
+        rep.add("model", False, f"model_file {model_file} is not listed in files")
+        return
+    if not path.is_file():
+        rep.add("model", False, f"{model_file} is missing")
+        return
+    recorded = manifest["model"].get("sha256")
+    digest = sha256_file(path)
+    if recorded is not None and recorded != digest:
+        rep.add("model", False, f"{model_file} sha256 differs from manifest['model']['sha256']")
+        return
+    from edgepack.runtime import Runner
+
+    try:
+        runner = Runner(path)
+    except Exception as exc:  # the interpreter rejects the file: report, do not crash
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        rep.add("model", False, f"{model_file} does not load in the interpreter: {first[:200]}")
+        return
+    problems = []
+    want_inputs = manifest["model"].get("inputs") or []
+    if len(want_inputs) != len(runner.inputs):
+        problems.append(f"{len(runner.inputs)} inputs, manifest records {len(want_inputs)}")
+    for want, got in zip(want_inputs, runner.inputs, strict=False):
+        shape = [int(d) for d in got["shape"]]
+        dtype = np.dtype(got["dtype"]).name
+        if shape != list(want.get("shape", [])) or dtype != _dtype(str(want.get("dtype", ""))):
+            problems.append(
+                f"input {want.get('name')}: interpreter {dtype}{shape}, manifest "
+                f"{_dtype(str(want.get('dtype')))}{want.get('shape')}"
+            )
+    if problems:
+        rep.add("model", False, "; ".join(problems))
+        return
+    rng = np.random.default_rng(0)
+    xs = []
+    for d in runner.inputs:
+        shape = tuple(int(s) for s in d["shape"])
+        dt = np.dtype(d["dtype"])
+        if dt.kind == "f":
+            xs.append(rng.standard_normal(shape).astype(dt))
+        else:
+            info = np.iinfo(dt)
+            xs.append(rng.integers(info.min, info.max, size=shape, endpoint=True, dtype=dt))
+    try:
+        runner.interp.allocate_tensors()
+        for d, x in zip(runner.inputs, xs, strict=True):
+            runner.interp.set_tensor(d["index"], x)
+        runner.interp.invoke()
+        outs = [runner.interp.get_tensor(d["index"]) for d in runner.outputs]
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        rep.add("model", False, f"{model_file} fails to run: {first[:200]}")
+        return
+    want_out = manifest["model"].get("outputs") or []
+    got_shapes = [list(o.shape) for o in outs]
+    if [list(o.get("shape", [])) for o in want_out] != got_shapes:
+        rep.add("model", False, f"output shapes {got_shapes} differ from the manifest's")
+        return
+    if not all(np.isfinite(o.astype(np.float64)).all() for o in outs):
+        rep.add("model", False, f"{model_file} produced NaN/inf on a test input")
+        return
+    ins = ", ".join(
+        f"{np.dtype(d['dtype']).name}{[int(v) for v in d['shape']]}" for d in runner.inputs
+    )
+    rep.add("model", True, f"loads and runs once ({ins} -> {got_shapes})")
+
+
+def _check_profile(manifest: dict[str, Any], target: str | None, rep: VerifyReport) -> None:
+    from edgepack.errors import EdgepackError
+    from edgepack.targets import TargetProfile, builtin_names, load_target
+
+    t = manifest["target"]
+    name, recorded, prof = t.get("name"), t.get("sha256"), t.get("profile")
+    try:
+        resolved = TargetProfile.model_validate(prof)
+    except Exception as exc:
+        rep.add("profile", False, f"the recorded profile is not a valid profile: {exc}")
+        return
+    if resolved.sha256 != recorded:
+        rep.add(
+            "profile",
+            False,
+            f"recorded profile of '{name}' hashes to {resolved.sha256[:12]}..., "
+            f"manifest says {str(recorded)[:12]}... (edited manifest?)",
+        )
+        return
+    if target is not None:
+        try:
+            ref = load_target(target)
+        except EdgepackError as err:
+            rep.add("profile", False, f"--target {target}: {err.message}")
+            return
+        what = f"--target {target}"
+    elif name in builtin_names():
+        ref = load_target(str(name))
+        what = f"built-in profile '{name}'"
+    else:
+        rep.add(
+            "profile",
+            None,
+            f"'{name}' is a custom profile (sha256 {str(recorded)[:12]}...); pass --target "
+            "FILE.toml to compare it",
+        )
+        return
+    if ref.sha256 != recorded:
+        rep.add(
+            "profile",
+            False,
+            f"{what} has sha256 {ref.sha256[:12]}..., the package was built for "
+            f"{str(recorded)[:12]}... (the profile changed since the build)",
+        )
+        return
+    rep.add("profile", True, f"matches {what} ({ref.sha256[:12]}...)")
