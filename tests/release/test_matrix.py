@@ -1,0 +1,180 @@
+"""Matrix builds from edgepack.toml, gates, and reproducibility (real builds)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edgepack.manifest import read_manifest
+from edgepack.release.config import Gates
+from edgepack.release.matrix import GateResult, GateStatus, evaluate_gates
+from release.benchdocs import measure, save_result
+from release.conftest import DIGITS, Release, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _without_build(manifest: dict) -> dict:
+    return {k: v for k, v in manifest.items() if k != "build"}
+
+
+def test_matrix_builds_every_target_and_keeps_them_when_one_fails(release: Release) -> None:
+    # tiny's 10 KB budget fails inside its build: gate failure -> exit 3, others kept.
+    assert release.code == 3, release.stderr
+    assert sorted(p.name for p in release.dist.iterdir()) == ["digits-host", "digits-rpi4"]
+    for t in ("rpi4", "host"):
+        names = sorted(p.name for p in release.package(t).iterdir())
+        assert names == ["manifest.json", "model.tflite", "summary.md"]
+    rows = {line.split()[0]: line for line in release.stdout.splitlines()[2:5]}
+    assert rows["rpi4"].split()[1] == "full-int8" and rows["rpi4"].endswith("ok")
+    assert rows["host"].split()[1] == "dynamic-range" and rows["host"].endswith("ok")
+    assert rows["tiny"].endswith("gate failed")
+    assert "99.11%" in rows["rpi4"]
+    assert "model_kb pass" in rows["rpi4"] and "latency_ms no data" in rows["rpi4"]
+    assert "budget gate failed: max_model_kb" in release.stderr
+    assert "wrote 2 package(s)" in release.stdout
+
+
+def test_the_export_is_shared_by_every_target(release: Release) -> None:
+    rpi4 = read_manifest(release.package("rpi4"))
+    host = read_manifest(release.package("host"))
+    # Both packages carry the one load/export record (same timings to the millisecond).
+    for stage in ("load", "export"):
+        assert rpi4["build"]["stage_seconds"][stage] == host["build"]["stage_seconds"][stage]
+    assert rpi4["build"]["stage_seconds"]["convert"] != host["build"]["stage_seconds"]["convert"]
+    assert [s["name"] for s in rpi4["stages"]] == [
+        "load",
+        "export",
+        "convert",
+        "quantize",
+        "validate",
+    ]
+    # The manifest records the source as written in edgepack.toml: no temp paths.
+    assert rpi4["source"]["spec"] == "model.py:build_model"
+    assert str(release.project) not in json.dumps(rpi4)
+
+
+def test_rebuild_is_byte_identical_and_keeps_valid_bench_results(
+    release: Release, tmp_path: Path
+) -> None:
+    pkg = release.package("rpi4")
+    old = tmp_path / "old"
+    shutil.copytree(pkg, old)
+    bench = save_result(pkg, measure(pkg / "model.tflite", runs=30))
+    p50 = json.loads(bench.read_text())["harness"]["stats"]["p50_ms"]
+
+    code, out, err = run_cli(
+        ["build", "--target", "rpi4", "--force", "--jobs", "1", "--json"], release.project
+    )
+    assert code == 0, err
+    res = json.loads(out)
+    (t,) = res["targets"]
+    assert t["status"] == "ok" and t["restored_bench"] == [bench.name]
+    latency = next(g for g in t["gates"] if g["gate"].startswith("max_latency_ms"))
+    assert latency["status"] == "pass" and latency["value"] == p50
+    assert latency["detail"] == f"bench/{bench.name}"
+
+    # Reproducible: same model bytes, same summary, manifests differ only in "build".
+    assert (pkg / "model.tflite").read_bytes() == (old / "model.tflite").read_bytes()
+    assert (pkg / "summary.md").read_bytes() == (old / "summary.md").read_bytes()
+    new_m, old_m = read_manifest(pkg), read_manifest(old)
+    assert _without_build(new_m) == _without_build(old_m)
+    assert new_m["build"]["created_at"] >= old_m["build"]["created_at"]
+    assert "ms" not in (pkg / "summary.md").read_text()  # no timings in summary.md
+
+
+def test_single_target_command_line_build_matches_the_matrix(
+    release: Release, tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "single"
+    code, out, err = run_cli(
+        [
+            "build",
+            "model.py:build_model",
+            "--weights",
+            "weights.pt",
+            "--input-shape",
+            "1x1x32x32",
+            "--target",
+            "host",
+            "--name",
+            "digits",
+            "--calibration",
+            "calib.npz",
+            "--eval",
+            "eval.npz",
+            "--max-accuracy-drop",
+            "1.0",
+            "--latency-runs",
+            "20",
+            "-o",
+            str(out_dir),
+        ],
+        release.project,
+    )
+    assert code == 0, err
+    assert "top-1" in out and f"wrote {out_dir}/" in out
+    matrix = release.package("host")
+    assert (out_dir / "model.tflite").read_bytes() == (matrix / "model.tflite").read_bytes()
+    assert _without_build(read_manifest(out_dir)) == _without_build(read_manifest(matrix))
+
+
+def test_release_gates_on_a_built_package(release: Release, tmp_path: Path) -> None:
+    pkg = tmp_path / "p"
+    shutil.copytree(release.package("rpi4"), pkg)
+    m = read_manifest(pkg)
+
+    def only(gates: Gates, result: Path | None = None) -> GateResult:
+        out = evaluate_gates(gates, m, pkg, result)
+        # The accuracy gate ran inside the build; it is reported from the manifest.
+        assert out[0].gate == "max_accuracy_drop" and out[0].status is GateStatus.PASS
+        (g,) = out[1:]
+        return g
+
+    size = only(Gates(max_model_kb=100))
+    assert size.status is GateStatus.FAIL and size.value == pytest.approx(107.03, abs=0.01)
+    ram = only(Gates(max_ram_mb=1))
+    assert ram.status is GateStatus.PASS and ram.value == m["metrics"]["est_ram_mb_upper"]
+    lat = only(Gates(max_latency_ms=5))
+    assert lat.status is GateStatus.NO_DATA  # nothing benchmarked yet
+    result = save_result(pkg, measure(pkg / "model.tflite", runs=20))
+    doc = json.loads(result.read_text())
+    p90 = doc["harness"]["stats"]["p90_ms"]
+    lat = only(Gates(max_latency_ms=p90 / 2, latency_stat="p90"))
+    assert lat.status is GateStatus.FAIL and lat.value == p90
+    # An explicit result file measured on another model is used, and flagged.
+    doc["package"]["model_sha256"] = "0" * 64
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(doc))
+    lat = only(Gates(max_latency_ms=1e6), other)
+    assert lat.status is GateStatus.PASS and "another model build" in lat.detail
+
+
+def test_release_gate_failure_keeps_the_package_and_exits_3(tmp_path: Path) -> None:
+    from release.conftest import make_project
+
+    config = """\
+[model]
+source = "model.py:build_model"
+weights = "weights.pt"
+input_shapes = ["1x1x32x32"]
+name = "digits"
+[build]
+latency_runs = 0
+[[targets]]
+target = "host"
+quantization = "float32"
+[targets.gates]
+max_model_kb = 100
+"""
+    project = make_project(tmp_path / "repo", config)
+    code, out, err = run_cli(["build", "--json"], project)
+    assert code == 3, err
+    (t,) = json.loads(out)["targets"]
+    assert t["status"] == "gate failed" and t["package"] == "dist/digits-host"
+    assert t["message"].startswith("max_model_kb: 373.")
+    assert (project / "dist" / "digits-host" / "model.tflite").is_file()
+    assert not (DIGITS / "dist").exists()
