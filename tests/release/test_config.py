@@ -1,0 +1,288 @@
+"""edgepack.toml: schema errors, resolution, overrides, --dry-run, `edgepack init` (fast)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgepack.errors import UsageError
+from edgepack.release.config import Overrides, parse_config, render_template, resolve
+from edgepack.targets import QuantMode
+from release.conftest import CONFIG, make_project, run_cli
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path / "repo")
+
+
+def test_dry_run_prints_the_resolved_plan_as_json(project: Path) -> None:
+    code, out, err = run_cli(["build", "--dry-run", "--json"], project)
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["dry_run"] is True and plan["jobs"] == 2
+    assert plan["model"] == {
+        "source": "model.py:build_model",
+        "name": "digits",
+        "weights": "weights.pt",
+        "input_shapes": ["1x1x32x32"],
+    }
+    by_id = {t["id"]: t for t in plan["targets"]}
+    assert list(by_id) == ["rpi4", "host", "tiny"]
+    assert by_id["rpi4"]["quantization"] == "full-int8"
+    assert by_id["host"]["quantization"] == "dynamic-range"
+    assert by_id["rpi4"]["output"] == "dist/digits-rpi4"
+    # [gates] applies to every target; [targets.gates] adds to / overrides it.
+    assert by_id["rpi4"]["gates"]["max_accuracy_drop"] == 1.0
+    assert by_id["rpi4"]["gates"]["max_model_kb"] == 200
+    assert "max_model_kb" not in by_id["host"]["gates"]
+    assert not (project / "dist").exists()  # nothing built
+
+
+def test_dry_run_table(project: Path) -> None:
+    code, out, _ = run_cli(["build", "--dry-run"], project)
+    assert code == 0
+    assert "plan is valid (nothing built: --dry-run)" in out
+    assert "rpi4    full-int8" in out and "model_kb<=200.0" in out
+
+
+def test_command_line_flags_override_the_file(project: Path) -> None:
+    code, out, err = run_cli(
+        [
+            "build",
+            "--dry-run",
+            "--json",
+            "-q",
+            "float16",
+            "--target",
+            "rpi4",
+            "--target",
+            "host",
+            "--output-dir",
+            "out",
+            "--max-accuracy-drop",
+            "0.5",
+            "--jobs",
+            "1",
+        ],
+        project,
+    )
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["jobs"] == 1
+    assert [t["id"] for t in plan["targets"]] == ["rpi4", "host"]
+    assert {t["quantization"] for t in plan["targets"]} == {"float16"}
+    assert [t["output"] for t in plan["targets"]] == ["out/digits-rpi4", "out/digits-host"]
+    assert {t["gates"]["max_accuracy_drop"] for t in plan["targets"]} == {0.5}
+
+
+def test_unknown_key_names_the_closest_valid_one(project: Path) -> None:
+    cfg = CONFIG.replace('target = "host"', 'target = "host"\nquantisation = "float16"')
+    (project / "edgepack.toml").write_text(cfg)
+    code, _, err = run_cli(["build", "--dry-run"], project)
+    assert code == 2
+    assert "unknown key 'targets[1].quantisation' (did you mean 'quantization'?)" in err
+    assert "Traceback" not in err
+
+
+def test_bad_values_are_reported_with_what_is_accepted(project: Path) -> None:
+    cfg = CONFIG.replace('target = "host"', 'target = "host"\nquantization = "int4"')
+    cfg = cfg.replace("jobs = 2", "jobs = 0")
+    (project / "edgepack.toml").write_text(cfg)
+    code, _, err = run_cli(["build", "--dry-run"], project)
+    assert code == 2
+    assert "'targets[1].quantization': 'int4' is not one of 'float32', 'float16'," in err
+    assert "'build.jobs': Input should be greater than or equal to 1" in err
+
+
+def test_every_problem_is_reported_at_once(project: Path) -> None:
+    cfg = CONFIG.replace('target = "host"', 'target = "rpi"').replace(
+        'calibration = "calib.npz"', 'calibration = "missing.npz"'
+    )
+    (project / "edgepack.toml").write_text(cfg)
+    (project / "dist" / "digits-rpi4").mkdir(parents=True)
+    code, _, err = run_cli(["build", "--dry-run"], project)
+    assert code == 2
+    assert "problem(s) in edgepack.toml" in err
+    assert "targets[1] (rpi): unknown target 'rpi' (did you mean 'rpi5' or 'rpi4'?" in err
+    assert "targets[0] (rpi4): --calibration file not found: missing.npz" in err
+    assert "targets[0] (rpi4): destination dist/digits-rpi4 already exists (pass --force)" in err
+
+
+def test_full_int8_without_calibration_and_duplicate_targets(project: Path) -> None:
+    cfg = CONFIG.replace('calibration = "calib.npz"\n', "").replace(
+        'target = "host"', 'target = "rpi4"'
+    )
+    (project / "edgepack.toml").write_text(cfg)
+    code, _, err = run_cli(["build", "--dry-run"], project)
+    assert code == 2
+    assert "full-int8 for target 'rpi4' needs --calibration data" in err
+    assert "targets[1] (rpi4): the same target twice; give each entry its own 'variant'" in err
+
+
+def test_variants_build_one_target_in_two_modes(project: Path) -> None:
+    cfg = CONFIG.replace(
+        'target = "host"', 'target = "rpi4"\nvariant = "fp16"\nquantization = "float16"'
+    )
+    (project / "edgepack.toml").write_text(cfg)
+    code, out, err = run_cli(["build", "--dry-run", "--json", "--target", "rpi4"], project)
+    assert code == 0, err
+    ids = [(t["id"], t["quantization"], t["output"]) for t in json.loads(out)["targets"]]
+    assert ids == [
+        ("rpi4", "full-int8", "dist/digits-rpi4"),
+        ("rpi4-fp16", "float16", "dist/digits-rpi4-fp16"),
+    ]
+
+
+def test_target_not_in_the_config(project: Path) -> None:
+    code, _, err = run_cli(["build", "--dry-run", "--target", "coral-usb"], project)
+    assert code == 2
+    assert "--target coral-usb is not in the config's [[targets]]" in err
+    assert "the config builds: rpi4, host, tiny" in err
+
+
+def test_output_with_several_targets_is_refused(project: Path) -> None:
+    code, _, err = run_cli(["build", "--dry-run", "-o", "x"], project)
+    assert code == 2
+    assert "--output names one package folder but 3 targets are built" in err
+    assert "--output-dir" in err
+
+
+def test_build_without_source_or_config(tmp_path: Path) -> None:
+    code, _, err = run_cli(["build"], tmp_path)
+    assert code == 2
+    assert "no model source given and no edgepack.toml in the current folder" in err
+    assert "edgepack init" in err
+
+
+def test_build_with_a_source_still_needs_a_target(tmp_path: Path) -> None:
+    code, _, err = run_cli(["build", "model.py:build_model"], tmp_path)
+    assert code == 2
+    assert "error: missing --target" in err
+
+
+def test_config_paths_are_relative_to_the_file(project: Path, tmp_path: Path) -> None:
+    code, out, err = run_cli(
+        ["build", "--dry-run", "--json", "--config", str(project / "edgepack.toml")], tmp_path
+    )
+    assert code == 0, err
+    plan = json.loads(out)
+    # Relative to the file, shown relative to the working folder.
+    assert plan["model"]["weights"] == "repo/weights.pt"
+    assert plan["model"]["source"] == "repo/model.py:build_model"
+    assert plan["targets"][0]["output"] == "repo/dist/digits-rpi4"
+
+
+def test_compression_settings_need_the_compression_stages(project: Path) -> None:
+    cfg = CONFIG.replace("[gates]", '[compression]\nprune = "channels:0.5"\n\n[gates]')
+    cfg_obj = parse_config(cfg, "edgepack.toml")
+    assert cfg_obj.compression.prune == "channels:0.5"
+    from edgepack.pipeline import BuildPlan
+
+    if "prune" in BuildPlan.__dataclass_fields__:  # pragma: no cover - after the merge
+        return
+    with pytest.raises(UsageError, match=r"\[compression\] is set but this edgepack's build"):
+        resolve(cfg_obj, project / "edgepack.toml", Overrides())
+    bad = CONFIG.replace("[gates]", '[compression]\nprune = "half"\n\n[gates]')
+    with pytest.raises(UsageError, match=r"'compression.prune': String should match pattern"):
+        parse_config(bad, "edgepack.toml")
+
+
+def test_resolve_from_the_command_line_only() -> None:
+    from edgepack.release.config import ReleasePlan
+
+    plan = resolve(
+        None,
+        None,
+        Overrides(
+            source="examples/digits/model.py:build_model",
+            targets=("host", "android-gpu"),
+            quantization=QuantMode.FLOAT32,
+        ),
+    )
+    assert isinstance(plan, ReleasePlan)
+    assert [(t.id, t.plan.mode.value) for t in plan.targets] == [
+        ("host", "float32"),
+        ("android-gpu", "float32"),
+    ]
+    assert plan.name == "digits" and plan.jobs == 2
+
+
+# --------------------------------------------------------------------------- init
+
+
+def test_init_writes_a_commented_config_that_builds(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "repo")
+    (project / "edgepack.toml").unlink()
+    code, out, err = run_cli(
+        [
+            "init",
+            "model.py:build_model",
+            "--weights",
+            "weights.pt",
+            "--input-shape",
+            "1x1x32x32",
+            "--target",
+            "rpi4",
+            "--target",
+            "host",
+            "--calibration",
+            "calib.npz",
+            "--eval",
+            "eval.npz",
+        ],
+        project,
+    )
+    assert code == 0, err
+    text = (project / "edgepack.toml").read_text()
+    assert text.count("\n#") > 20  # commented
+    assert 'source = "model.py:build_model"' in text and "max_accuracy_drop = 1.0" in text
+    code, out, err = run_cli(["build", "--dry-run", "--json"], project)
+    assert code == 0, err
+    plan = json.loads(out)
+    assert [t["id"] for t in plan["targets"]] == ["rpi4", "host"]
+    assert plan["model"]["name"] == "repo"  # from the folder of model.py
+    # Never overwritten without --force.
+    code, _, err = run_cli(["init"], project)
+    assert code == 2 and "edgepack.toml already exists" in err and "--force" in err
+    code, _, _ = run_cli(["init", "--force"], project)
+    assert code == 0
+    assert 'source = "model.py:build_model"' in (project / "edgepack.toml").read_text()
+    assert "# TODO: point this at your model." in (project / "edgepack.toml").read_text()
+
+
+def test_init_dry_run_json_and_paths_relative_to_the_output(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "repo")
+    code, out, err = run_cli(
+        [
+            "init",
+            "model.py:f",
+            "--weights",
+            "weights.pt",
+            "-o",
+            "ci/edgepack.toml",
+            "--dry-run",
+            "--json",
+        ],
+        project,
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["path"] == "ci/edgepack.toml"
+    assert doc["config"]["model"]["source"] == "../model.py:f"
+    assert doc["config"]["model"]["weights"] == "../weights.pt"
+    assert not (project / "ci").exists()
+
+
+def test_init_rejects_an_unknown_target(tmp_path: Path) -> None:
+    code, _, err = run_cli(["init", "--target", "coral"], tmp_path)
+    assert code == 2 and "unknown target 'coral'" in err and "coral-usb" in err
+    assert not (tmp_path / "edgepack.toml").exists()
+
+
+def test_every_template_parses() -> None:
+    for kwargs in ({}, {"source": "a.b:c", "targets": ("rpi4",), "eval_data": "e.npz"}):
+        cfg = parse_config(render_template(**kwargs), "t")
+        assert cfg.targets[0].target == (kwargs.get("targets") or ("host",))[0]
