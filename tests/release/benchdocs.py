@@ -40,7 +40,7 @@ def measure(model: Path, runs: int = 60, warmup: int = 5, threads: int = 1) -> d
     s = sorted(lat)
 
     def pct(q: float) -> float:
-        return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+        return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
     mean = statistics.fmean(lat)
     return {

@@ -1,0 +1,171 @@
+"""`edgepack verify` on a real package and on tampered copies of it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgepack.manifest import sha256_file
+from edgepack.targets import load_target
+from release.conftest import Release, run_cli
+
+pytestmark = pytest.mark.slow  # needs the session's real build
+
+
+def verify(pkg: Path, *extra: str) -> tuple[int, dict, str]:
+    code, out, err = run_cli(["verify", str(pkg), "--json", *extra], pkg.parent)
+    return code, json.loads(out), err
+
+
+def status(doc: dict) -> dict[str, str]:
+    return {c["check"]: c["status"] for c in doc["checks"]}
+
+
+def edit_manifest(pkg: Path, fn) -> None:  # type: ignore[no-untyped-def]
+    p = pkg / "manifest.json"
+    m = json.loads(p.read_text())
+    fn(m)
+    p.write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
+
+
+def test_a_built_package_verifies(release: Release) -> None:
+    code, out, err = run_cli(["verify", str(release.package("rpi4"))], release.project)
+    assert code == 0, err
+    assert out.splitlines()[0].split() == ["check", "status", "detail"]
+    assert "model           PASS    loads and runs once (float32[1, 1, 32, 32] -> [[1, 10]])" in out
+    assert "matches built-in profile 'rpi4'" in out
+    assert out.rstrip().endswith("digits-rpi4: verified")
+
+
+def test_json_lists_every_check(package_copy: Path) -> None:
+    code, doc, _ = verify(package_copy)
+    assert code == 0 and doc["ok"] is True
+    assert status(doc) == {
+        "manifest": "pass",
+        "files": "pass",
+        "unlisted files": "pass",
+        "model": "pass",
+        "profile": "pass",
+    }
+
+
+def test_bench_results_are_not_unlisted_files(package_copy: Path) -> None:
+    (package_copy / "bench").mkdir()
+    (package_copy / "bench" / "rpi4-ssh-pi-20250101T000000Z.json").write_text("{}")
+    code, doc, _ = verify(package_copy)
+    assert code == 0 and status(doc)["unlisted files"] == "pass"
+
+
+def test_tampered_model(package_copy: Path) -> None:
+    model = package_copy / "model.tflite"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    code, doc, err = verify(package_copy)
+    assert code == 6 and doc["ok"] is False
+    assert status(doc)["files"] == "fail" and status(doc)["model"] == "fail"
+    assert "model.tflite: sha256" in err and "!= manifest" in err
+    assert "hint: do not ship it: rebuild with `edgepack build`" in err
+
+
+def test_tampered_manifest_profile(package_copy: Path) -> None:
+    edit_manifest(package_copy, lambda m: m["target"]["profile"]["runtime"].update(threads=1))
+    code, doc, err = verify(package_copy)
+    assert code == 6 and status(doc)["profile"] == "fail"
+    assert "recorded profile of 'rpi4' hashes to" in err and "(edited manifest?)" in err
+
+
+def test_tampered_manifest_file_entry(package_copy: Path) -> None:
+    edit_manifest(package_copy, lambda m: m["files"]["summary.md"].update(bytes=1))
+    code, _doc, err = verify(package_copy)
+    assert code == 6 and "summary.md: " in err and "bytes != manifest 1" in err
+
+
+def test_manifest_schema_problems(package_copy: Path) -> None:
+    edit_manifest(package_copy, lambda m: m.pop("metrics"))
+    code, doc, err = verify(package_copy)
+    assert code == 6 and "manifest: missing key(s): metrics" in err
+    assert [c["check"] for c in doc["checks"]] == ["manifest"]  # nothing else to trust
+    edit_manifest(package_copy, lambda m: m.update(schema_version=2))
+    code, _doc, err = verify(package_copy)
+    assert code == 6 and "schema_version 2, this edgepack reads 1" in err
+    (package_copy / "manifest.json").write_text("{not json")
+    code, _doc, err = verify(package_copy)
+    assert code == 6 and "manifest.json is not valid JSON" in err
+
+
+def test_missing_and_unlisted_files(package_copy: Path) -> None:
+    (package_copy / "summary.md").unlink()
+    (package_copy / "notes.txt").write_text("added by hand")
+    code, doc, err = verify(package_copy)
+    assert code == 6
+    assert status(doc)["files"] == "fail" and status(doc)["unlisted files"] == "fail"
+    assert "summary.md: missing" in err and "not in the manifest: notes.txt" in err
+
+
+def test_a_model_that_does_not_load(package_copy: Path) -> None:
+    model = package_copy / "model.tflite"
+    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 64)  # a TFLite header, no model
+    digest = sha256_file(model)
+
+    def fix(m: dict) -> None:  # a consistent manifest: only the load check can fail
+        m["files"]["model.tflite"] = {"sha256": digest, "bytes": model.stat().st_size}
+        m["model"]["sha256"] = digest
+
+    edit_manifest(package_copy, fix)
+    code, doc, err = verify(package_copy)
+    assert code == 6 and status(doc) == {
+        "manifest": "pass",
+        "files": "pass",
+        "unlisted files": "pass",
+        "model": "fail",
+        "profile": "pass",
+    }
+    assert "model.tflite does not load in the interpreter" in err
+
+
+def test_wrong_profile_hash(package_copy: Path, tmp_path: Path) -> None:
+    # Built for a profile that is no longer the built-in rpi4 (an older version of it).
+    old = load_target("rpi4").model_copy(update={"description": "rpi4 as it was in 0.0.9"})
+
+    def rewrite(m: dict) -> None:
+        m["target"]["profile"] = old.to_dict()
+        m["target"]["sha256"] = old.sha256
+
+    edit_manifest(package_copy, rewrite)
+    code, doc, err = verify(package_copy)
+    assert code == 6 and status(doc)["profile"] == "fail"
+    assert "built-in profile 'rpi4' has sha256" in err
+    assert f"the package was built for {old.sha256[:12]}" in err
+
+
+def test_custom_profile(package_copy: Path, tmp_path: Path) -> None:
+    board = load_target("rpi4").model_copy(update={"name": "myboard"})
+
+    def rewrite(m: dict) -> None:
+        m["target"] = {"name": "myboard", "sha256": board.sha256, "profile": board.to_dict()}
+
+    edit_manifest(package_copy, rewrite)
+    code, doc, _ = verify(package_copy)
+    assert code == 0 and status(doc)["profile"] == "skip"
+    assert "'myboard' is a custom profile" in doc["checks"][-1]["detail"]
+    # Compared with the user's file when given.
+    src = Path(__file__).resolve().parents[2] / "targets" / "rpi4.toml"
+    mine = tmp_path / "myboard.toml"
+    mine.write_text(src.read_text().replace('name = "rpi4"', 'name = "myboard"'))
+    code, doc, _ = verify(package_copy, "--target", str(mine))
+    assert code == 0 and status(doc)["profile"] == "pass"
+    mine.write_text(
+        src.read_text()
+        .replace('name = "rpi4"', 'name = "myboard"')
+        .replace("threads = 4", "threads = 2")
+    )
+    code, doc, err = verify(package_copy, "--target", str(mine))
+    assert code == 6 and "the profile changed since the build" in err
+
+
+def test_not_a_package(tmp_path: Path) -> None:
+    code, _, err = run_cli(["verify", str(tmp_path / "nope")], tmp_path)
+    assert code == 2 and "not a package folder" in err
