@@ -35,7 +35,7 @@ def build_progress(
         single = len(targets) <= 1
 
         def line(t: str, m: str) -> None:
-            typer.echo(f"  {m}" if single or t == SHARED else f"  [{t}] {m}", err=True)
+            typer.echo(f"  {m}" if single or t == SHARED else f"  [{t}] {m}", file=stream)
 
         yield line
         return
@@ -69,6 +69,7 @@ def build_progress(
             stage = _stage(m)
             if t != SHARED:
                 bar.update(tasks[SHARED], completed=2, description="shared by every target")
+            done: int | None
             if t == SHARED:
                 done = {"load": 0, "export": 1}.get(stage, 1)
             else:

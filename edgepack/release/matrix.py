@@ -303,7 +303,11 @@ def run_matrix(plan: ReleasePlan, progress: Progress = _no_progress) -> MatrixRe
         raw: dict[str, dict[str, Any]] = {}
         if plan.jobs <= 1 or len(plan.targets) == 1:
             for t in plan.targets:
-                raw[t.id] = _build_target(t, shared, lambda m, i=t.id: progress(i, m))
+
+                def report(m: str, i: str = t.id) -> None:
+                    progress(i, m)
+
+                raw[t.id] = _build_target(t, shared, report)
         else:
             raw = _run_pool(plan, shared, progress)
         outcomes = [_outcome(t, raw[t.id], old_bench[t.id]) for t in plan.targets]
@@ -400,7 +404,7 @@ def _outcome(
 
 
 def summary_rows(result: MatrixResult) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for o in result.outcomes:
         d = o.to_dict()
         size = f"{d['size_bytes'] / 1024:.1f} KB" if d["size_bytes"] else "-"

@@ -223,13 +223,13 @@ def _check_model(pkg: Path, manifest: dict[str, Any], rep: VerifyReport) -> None
     rng = np.random.default_rng(0)
     xs = []
     for d in runner.inputs:
-        shape = tuple(int(s) for s in d["shape"])
+        dims = tuple(int(s) for s in d["shape"])
         dt = np.dtype(d["dtype"])
         if dt.kind == "f":
-            xs.append(rng.standard_normal(shape).astype(dt))
+            xs.append(rng.standard_normal(dims).astype(dt))
         else:
             info = np.iinfo(dt)
-            xs.append(rng.integers(info.min, info.max, size=shape, endpoint=True, dtype=dt))
+            xs.append(rng.integers(info.min, info.max, size=dims, endpoint=True, dtype=dt))
     try:
         runner.interp.allocate_tensors()
         for d, x in zip(runner.inputs, xs, strict=True):
