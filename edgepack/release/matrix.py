@@ -20,6 +20,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -286,13 +287,18 @@ def run_matrix(plan: ReleasePlan, progress: Progress = _no_progress) -> MatrixRe
     """Export once, build every target (in ``plan.jobs`` processes), apply the gates.
 
     Raises EdgepackError only for problems shared by every target (the model source, the
-    data, the export); per-target problems are outcomes.
+    data, the export); per-target problems are outcomes. Worker processes use the "spawn"
+    start method: a script calling this must guard its entry point with
+    ``if __name__ == "__main__":`` (the edgepack CLI does).
     """
     from edgepack.pipeline import prepare
     from edgepack.stages.base import StageContext
 
     work = Path(tempfile.mkdtemp(prefix="edgepack-matrix-"))
     ctx = StageContext(workdir=work, progress=lambda m: progress("*", m), seed=0)
+    parallel = plan.jobs > 1 and len(plan.targets) > 1
+    # Workers start (and import torch / litert-torch) while this process exports.
+    pool = _Pool(plan.jobs, progress) if parallel else None
     try:
         with ctx.timed() as elapsed:
             _, shared, _ = prepare([t.plan for t in plan.targets], ctx, plan.name)
@@ -301,60 +307,91 @@ def run_matrix(plan: ReleasePlan, progress: Progress = _no_progress) -> MatrixRe
         # byte-identical (reproducible builds make them still valid).
         old_bench = {t.id: _bench_results(t.dest / "bench") for t in plan.targets}
         raw: dict[str, dict[str, Any]] = {}
-        if plan.jobs <= 1 or len(plan.targets) == 1:
+        if pool is not None:
+            raw = pool.build(plan, shared)
+        else:
             for t in plan.targets:
 
                 def report(m: str, i: str = t.id) -> None:
                     progress(i, m)
 
                 raw[t.id] = _build_target(t, shared, report)
-        else:
-            raw = _run_pool(plan, shared, progress)
         outcomes = [_outcome(t, raw[t.id], old_bench[t.id]) for t in plan.targets]
         return MatrixResult(outcomes, export_seconds=export_seconds)
     finally:
+        if pool is not None:
+            pool.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _run_pool(plan: ReleasePlan, shared: Any, progress: Progress) -> dict[str, dict[str, Any]]:
-    ctx = multiprocessing.get_context("spawn")
-    q = ctx.Queue()
-    stop = threading.Event()
+def _warm() -> None:
+    """Import the heavy libraries in a fresh worker before it gets a target."""
+    from edgepack._quiet import quiet_native
 
-    def drain() -> None:
-        while not stop.is_set() or not q.empty():
+    with quiet_native():
+        import litert_torch  # noqa: F401
+        import torch  # noqa: F401
+        from ai_edge_litert import interpreter  # noqa: F401
+
+
+class _Pool:
+    """A "spawn" process pool whose progress messages come back through a queue."""
+
+    def __init__(self, jobs: int, progress: Progress) -> None:
+        self.mp = multiprocessing.get_context("spawn")
+        self.queue = self.mp.Queue()
+        self.progress = progress
+        self.stop = threading.Event()
+        self.reader = threading.Thread(target=self._drain, daemon=True)
+        self.reader.start()
+        self.pool = ProcessPoolExecutor(
+            max_workers=jobs, mp_context=self.mp, initializer=_init_worker, initargs=(self.queue,)
+        )
+        self.warm = [self.pool.submit(_warm) for _ in range(jobs)]
+
+    def _drain(self) -> None:
+        while not self.stop.is_set() or not self.queue.empty():
             try:
-                tid, msg = q.get(timeout=0.1)
+                tid, msg = self.queue.get(timeout=0.1)
             except queue_mod.Empty:
                 continue
             except (EOFError, OSError):
                 return
-            progress(tid, msg)
+            self.progress(tid, msg)
 
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    raw: dict[str, dict[str, Any]] = {}
-    try:
-        with ProcessPoolExecutor(
-            max_workers=plan.jobs, mp_context=ctx, initializer=_init_worker, initargs=(q,)
-        ) as pool:
-            futures: dict[str, Future[dict[str, Any]]] = {
-                t.id: pool.submit(_build_target, t, shared) for t in plan.targets
-            }
-            for tid, fut in futures.items():
+    def build(self, plan: ReleasePlan, shared: Any) -> dict[str, dict[str, Any]]:
+        futures: dict[str, Future[dict[str, Any]]] = {
+            t.id: self.pool.submit(_build_target, t, shared) for t in plan.targets
+        }
+        raw: dict[str, dict[str, Any]] = {}
+        lost: list[TargetJob] = []
+        for t in plan.targets:
+            try:
+                raw[t.id] = futures[t.id].result()
+            except BrokenProcessPool:
+                lost.append(t)  # a worker died: every unfinished target of the pool fails
+        # One crash must not take the other targets down: each lost target is built again
+        # alone, in a fresh process, so only the one that crashes again is reported.
+        for t in lost:
+            with ProcessPoolExecutor(
+                max_workers=1, mp_context=self.mp, initializer=_init_worker, initargs=(self.queue,)
+            ) as alone:
                 try:
-                    raw[tid] = fut.result()
-                except Exception as exc:  # the worker process died (killed, out of memory)
-                    raw[tid] = {
+                    raw[t.id] = alone.submit(_build_target, t, shared).result()
+                except BrokenProcessPool as exc:
+                    raw[t.id] = {
                         "status": Status.FAILED.value,
-                        "message": f"the build process for {tid} died: {type(exc).__name__}: {exc}",
-                        "hint": "a crash or out-of-memory kill; retry with --jobs 1 to see it",
+                        "message": f"the build process for {t.id} died: {exc}",
+                        "hint": "a crash or an out-of-memory kill; `--jobs 1` runs it in this "
+                        "process, where the crash shows",
                     }
-    finally:
-        stop.set()
-        reader.join(timeout=5)
-        q.close()
-    return raw
+        return raw
+
+    def close(self) -> None:
+        # Workers tear down torch on their own time; the results are in, nobody waits.
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.stop.set()
+        self.reader.join(timeout=5)
 
 
 def _outcome(

@@ -178,3 +178,57 @@ max_model_kb = 100
     assert t["message"].startswith("max_model_kb: 373.")
     assert (project / "dist" / "digits-host" / "model.tflite").is_file()
     assert not (DIGITS / "dist").exists()
+
+
+CRASH_ONCE = '''
+
+import multiprocessing as _mp
+import os as _os
+from pathlib import Path as _Path
+
+_FLAG = _Path(__file__).with_name("crashed.flag")
+
+
+def build_model_crashing_once():
+    """Kills the first build worker that loads it (once): a segfault stand-in."""
+    if _mp.parent_process() is not None:
+        try:
+            fd = _os.open(_FLAG, _os.O_CREAT | _os.O_EXCL | _os.O_WRONLY)
+        except FileExistsError:
+            return build_model()
+        _os.close(fd)
+        _os._exit(70)
+    return build_model()
+'''
+
+
+def test_a_dying_worker_does_not_lose_the_other_targets(tmp_path: Path) -> None:
+    from release.conftest import make_project
+
+    config = """\
+[model]
+source = "model.py:build_model_crashing_once"
+weights = "weights.pt"
+input_shapes = ["1x1x32x32"]
+name = "digits"
+[build]
+latency_runs = 0
+jobs = 2
+[[targets]]
+target = "host"
+quantization = "float32"
+[[targets]]
+target = "host"
+variant = "b"
+quantization = "float32"
+"""
+    project = make_project(tmp_path / "repo", config)
+    with open(project / "model.py", "a") as f:
+        f.write(CRASH_ONCE)
+    code, out, err = run_cli(["build", "--json"], project)
+    assert (project / "crashed.flag").exists()  # a worker really died
+    assert code == 0, err
+    res = json.loads(out)
+    assert [(t["id"], t["status"]) for t in res["targets"]] == [("host", "ok"), ("host-b", "ok")]
+    for name in ("digits-host", "digits-host-b"):
+        assert (project / "dist" / name / "model.tflite").is_file()
