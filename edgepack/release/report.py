@@ -188,7 +188,7 @@ def _summary_table(data: dict[str, Any]) -> str:
     rows = []
     for p in data["packages"]:
         acc = (
-            f"{p['float_accuracy']:.2f}% &rarr; {p['accuracy']:.2f}% ({-p['accuracy_drop']:+.2f})"
+            f"{p['float_accuracy']:.2f}% &rarr; {p['accuracy']:.2f}% ({0.0 - p['accuracy_drop']:+.2f})"
             if p["accuracy"] is not None
             else "-"
         )
@@ -537,7 +537,7 @@ _SCRIPT = r"""
       p.compat.forEach(function (t) {
         var n = t.ops.length, cell = 16, gap = 3, perRow = Math.max(1, Math.min(n, 60));
         var rows = Math.ceil(n / perRow) || 1;
-        var W = Math.max(300, 150 + perRow * (cell + gap)), H = rows * (cell + gap) + 8;
+        var W = Math.max(300, 150 + perRow * (cell + gap)), H = Math.max(40, rows * (cell + gap) + 12);
         var g = svg(wrap, W, H, "compat");
         g.setAttribute("data-package", p.id); g.setAttribute("data-rules", t.rules);
         var onAcc = t.ops.filter(function (o) { return o.placement === "accelerator"; }).length;

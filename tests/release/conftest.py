@@ -131,5 +131,11 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
 def package_copy(release: Release, tmp_path: Path) -> Path:
     """A copy of the rpi4 package that a test may tamper with."""
     dest = tmp_path / "digits-rpi4"
-    shutil.copytree(release.package("rpi4"), dest)
+    copy_package(release.package("rpi4"), dest)
+    return dest
+
+
+def copy_package(src: Path, dest: Path) -> Path:
+    """The package as built (bench/ results that other tests added are left out)."""
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("bench"))
     return dest

@@ -12,7 +12,7 @@ from edgepack.manifest import read_manifest
 from edgepack.release.config import Gates
 from edgepack.release.matrix import GateResult, GateStatus, evaluate_gates
 from release.benchdocs import measure, save_result
-from release.conftest import DIGITS, Release, run_cli
+from release.conftest import DIGITS, Release, copy_package, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -123,8 +123,7 @@ def test_single_target_command_line_build_matches_the_matrix(
 
 
 def test_release_gates_on_a_built_package(release: Release, tmp_path: Path) -> None:
-    pkg = tmp_path / "p"
-    shutil.copytree(release.package("rpi4"), pkg)
+    pkg = copy_package(release.package("rpi4"), tmp_path / "p")
     m = read_manifest(pkg)
 
     def only(gates: Gates, result: Path | None = None) -> GateResult:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,7 +15,7 @@ from edgepack.manifest import read_manifest, write_manifest
 from edgepack.release.report import collect
 from edgepack.tflite import read_model
 from release.benchdocs import measure, save_result
-from release.conftest import Release, run_cli
+from release.conftest import Release, copy_package, run_cli
 
 pytestmark = pytest.mark.slow  # needs the session's real build
 
@@ -29,7 +28,7 @@ def dist(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Path:
     a pre-flight compatibility map in the compat stage's format."""
     d = tmp_path_factory.mktemp("report") / "dist"
     for t in ("rpi4", "host"):
-        shutil.copytree(release.package(t), d / f"digits-{t}")
+        copy_package(release.package(t), d / f"digits-{t}")
     save_result(d / "digits-rpi4", measure(d / "digits-rpi4" / "model.tflite", runs=80))
     save_result(
         d / "digits-rpi4",
