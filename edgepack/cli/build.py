@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
     ) -> int:
         """Compress, convert, quantize, validate and package a model for one or more targets.
 
-        Without SOURCE, builds every [[targets]] entry of ./edgepack.toml: the model is exported
+        Without SOURCE, builds every target listed in ./edgepack.toml: the model is exported
         once and the targets build in parallel. Exit 3 if a gate failed, 2 on bad input.
         """
         from edgepack.release.config import Overrides, find_config, load_config, resolve
