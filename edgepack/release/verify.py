@@ -198,7 +198,21 @@ def _check_model(pkg: Path, manifest: dict[str, Any], rep: VerifyReport) -> None
         rep.add("model", False, f"{model_file} sha256 differs from manifest['model']['sha256']")
         return
     from edgepack.runtime import Runner
+    from edgepack.tflite import read_model
 
+    try:
+        custom = sorted({o.op for o in read_model(path).operators if o.op.startswith("CUSTOM:")})
+    except Exception as exc:
+        rep.add("model", False, f"{model_file} is not a readable TFLite model: {exc}")
+        return
+    if custom:  # e.g. the Edge TPU compiler's custom op: runs only with its delegate
+        rep.add(
+            "model",
+            None,
+            f"{model_file} holds {', '.join(custom)}: it runs only with that op's delegate "
+            "(hashes verified; run it with `edgepack bench` on the device)",
+        )
+        return
     try:
         runner = Runner(path)
     except Exception as exc:  # the interpreter rejects the file: report, do not crash

@@ -123,7 +123,7 @@ def test_a_model_that_does_not_load(package_copy: Path) -> None:
         "model": "fail",
         "profile": "pass",
     }
-    assert "model.tflite does not load in the interpreter" in err
+    assert "model: model.tflite is not a readable TFLite model" in err
 
 
 def test_wrong_profile_hash(package_copy: Path, tmp_path: Path) -> None:
