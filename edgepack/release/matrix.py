@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import queue as queue_mod
+import re
 import shutil
 import tempfile
 import threading
@@ -408,16 +409,8 @@ def _outcome(
         hint=raw.get("hint", ""),
     )
     if out.manifest is None:
-        if out.status is Status.GATE_FAILED and job.gates.max_accuracy_drop is not None:
-            out.gates.append(
-                GateResult(
-                    "max_accuracy_drop",
-                    job.gates.max_accuracy_drop,
-                    None,
-                    GateStatus.FAIL,
-                    out.message,
-                )
-            )
+        if out.status is Status.GATE_FAILED:  # a gate inside the build: no package written
+            out.gates.append(_build_gate(job, out.message))
         return out
     sha = out.manifest["model"]["sha256"]
     kept = [(n, b) for n, b, d in old_bench if (d.get("package") or {}).get("model_sha256") == sha]
@@ -438,6 +431,24 @@ def _outcome(
         )
         out.hint = "the package was written (inspect it); the release gate fails the pipeline"
     return out
+
+
+def _build_gate(job: TargetJob, message: str) -> GateResult:
+    """The gate a build stopped on, from its GateError message."""
+    m = re.search(r"budget gate failed: (\w+) ([\d.]+) > ([\d.]+)", message)
+    if m:
+        return GateResult(
+            m.group(1), float(m.group(3)), float(m.group(2)), GateStatus.FAIL, message
+        )
+    m = re.search(r"top-1 dropped ([\d.]+) points", message)
+    limit = job.gates.max_accuracy_drop
+    return GateResult(
+        "max_accuracy_drop",
+        float("nan") if limit is None else limit,
+        float(m.group(1)) if m else None,
+        GateStatus.FAIL,
+        message,
+    )
 
 
 def summary_rows(result: MatrixResult) -> list[tuple[str, ...]]:

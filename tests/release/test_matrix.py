@@ -31,7 +31,8 @@ def test_matrix_builds_every_target_and_keeps_them_when_one_fails(release: Relea
     rows = {line.split()[0]: line for line in release.stdout.splitlines()[2:5]}
     assert rows["rpi4"].split()[1] == "full-int8" and rows["rpi4"].endswith("ok")
     assert rows["host"].split()[1] == "dynamic-range" and rows["host"].endswith("ok")
-    assert rows["tiny"].endswith("gate failed")
+    assert rows["tiny"].endswith("gate failed") and "model_kb fail" in rows["tiny"]
+    assert "accuracy_drop" not in rows["tiny"]  # it stopped on the profile's size budget
     assert "99.11%" in rows["rpi4"]
     assert "model_kb pass" in rows["rpi4"] and "latency_ms no data" in rows["rpi4"]
     assert "budget gate failed: max_model_kb" in release.stderr
