@@ -247,23 +247,62 @@ def _channels(
         ignored_layers=ignored,
         round_to=spec.round_to if spec.round_to > 1 else None,
     )
+    current: list[Any] = []  # the dependency group being scored or pruned
+    score = pruner.estimate_importance
+
+    def tracked_score(group: Any) -> Any:
+        current[:] = [group]
+        return score(group)
+
+    pruner.estimate_importance = tracked_score  # type: ignore[method-assign]
     try:
-        pruner.step()
+        for group in pruner.step(interactive=True):
+            current[:] = [group]
+            group.prune()
     except Exception as exc:
-        raise CompressionError(
-            f"channel pruning failed: {_one_line(exc)}",
-            "prune with --prune magnitude:SPARSITY, which needs no graph analysis",
-        ) from exc
+        raise CompressionError(_group_failure(current, names, exc), _GRAPH_HINT) from exc
     with torch.no_grad():
         out = _forward_or_raise(module, example_inputs, "after pruning")
     _check_same_outputs(ref_out, out)
     channels_after = {n: _out_channels(m) for n, m in modelstats.weight_layers(module)}
+    if channels_after == channels_before:
+        raise CompressionError(
+            f"channel pruning at {spec.sparsity:g} removed no channel (kept: "
+            + ", ".join(f"{n} {c}" for n, c in channels_before.items())
+            + ")",
+            "raise the sparsity; layers tied to the model's outputs or to fixed-size "
+            "operations cannot lose channels (try --prune magnitude:SPARSITY)",
+        )
     return {
         "channels_per_layer": {
             n: [channels_before[n], channels_after.get(n)] for n in channels_before
         },
         "kept_layers": sorted(names.get(id(m), "?") for m in ignored),
     }
+
+
+_GRAPH_HINT = (
+    "a forward() that hard-codes channel counts (view/reshape/split with fixed sizes) cannot "
+    "be channel-pruned; use flatten or -1 in reshapes, or --prune magnitude:SPARSITY"
+)
+
+
+def _group_failure(current: list[Any], names: dict[int, str], exc: BaseException) -> str:
+    """Name the layer whose channels torch-pruning could not follow, and the layers they reach."""
+    layers: list[str] = []
+    for dep, _idxs in current[0] if current else []:
+        name = names.get(id(dep.target.module))
+        if name and name not in layers:
+            layers.append(name)
+    if not layers:
+        return f"channel pruning cannot analyse the model: {_one_line(exc)}"
+    root = layers[0]
+    kind = type(current[0][0][0].target.module).__name__  # the group's root layer
+    reach = f", which feed {', '.join(repr(n) for n in layers[1:])}" if len(layers) > 1 else ""
+    return (
+        f"channel pruning cannot analyse layer '{root}' ({kind}): torch-pruning cannot map its "
+        f"channels{reach} ({_one_line(exc)})"
+    )
 
 
 def _out_channels(m: Any) -> int:
@@ -295,8 +334,7 @@ def _forward_or_raise(module: nn.Module, example_inputs: tuple[Any, ...], when: 
         where = f"layer '{layer}'" if layer else f"forward() at {_user_frame(exc)}"
         raise CompressionError(
             f"channel pruning cannot analyse {where}: the model fails {when}: {_one_line(exc)}",
-            "a forward() that hard-codes channel counts (view/reshape with fixed sizes) cannot "
-            "be channel-pruned; use flatten or -1 in reshapes, or --prune magnitude:SPARSITY",
+            _GRAPH_HINT,
         ) from exc
     finally:
         for h in handles:
