@@ -254,7 +254,7 @@ def _channels(
         current[:] = [group]
         return score(group)
 
-    pruner.estimate_importance = tracked_score  # type: ignore[method-assign]
+    pruner.estimate_importance = tracked_score
     try:
         for group in pruner.step(interactive=True):
             current[:] = [group]

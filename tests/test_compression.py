@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "stages"))
+from compress_models import DIGITS, CustomLayerNet, ResidualConcatNet, tiny
+
+from edgepack.compression import CompressPlan, compress
+from edgepack.errors import CompressionError, PackageError, UsageError
+from edgepack.manifest import sha256_file
+from edgepack.stages.distill import DistillSpec
+from edgepack.stages.prune import parse_prune_spec
+
+
+def test_writes_exported_program_and_sidecar(tmp_path: Path) -> None:
+    model = tiny(ResidualConcatNet)
+    out = tmp_path / "sub" / "pruned.pt2"
+    messages: list[str] = []
+    plan = CompressPlan(prune=parse_prune_spec("channels:0.5"), output=out)
+    result = compress(model, plan, progress=messages.append)
+    assert result.output == out and result.sidecar == tmp_path / "sub" / "pruned.json"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["pruned.json", "pruned.pt2"]
+    assert messages == ["prune: channels 0.5", "export: torch.export"]
+
+    ep = torch.export.load(str(out))
+    x = torch.randn(1, 3, 8, 8)
+    assert ep.module()(x).shape == (1, 5)
+    assert ep.state_dict["pw.weight"].shape[0] == 12  # the channels really are gone
+
+    doc = json.loads(result.sidecar.read_text())
+    assert doc["schema_version"] == 1
+    assert doc["output"] == {"file": "pruned.pt2", "sha256": sha256_file(out)}
+    assert [s["name"] for s in doc["stages"]] == ["prune"]
+    assert doc["stages"][0]["params"] == {"method": "channels", "sparsity": 0.5, "round_to": 1}
+    assert (
+        doc["stages"][0]["metrics"]["params_after"] < doc["stages"][0]["metrics"]["params_before"]
+    )
+    assert doc["inputs"] == [{"name": "x", "shape": [1, 3, 8, 8], "dtype": "float32"}]
+    assert "torch" in doc["versions"]
+
+
+def test_existing_output_needs_force(tmp_path: Path) -> None:
+    out = tmp_path / "m.pt2"
+    out.write_bytes(b"old")
+    plan = CompressPlan(prune=parse_prune_spec("magnitude:0.5"), output=out)
+    with pytest.raises(PackageError, match=r"m\.pt2 already exists") as e:
+        compress(tiny(ResidualConcatNet), plan)
+    assert "--force" in e.value.hint
+    assert out.read_bytes() == b"old"
+    plan = CompressPlan(prune=parse_prune_spec("magnitude:0.5"), output=out, force=True)
+    compress(tiny(ResidualConcatNet), plan)
+    assert torch.export.load(str(out)) is not None
+
+
+def test_failure_leaves_nothing_behind(tmp_path: Path) -> None:
+    out = tmp_path / "m.pt2"
+    plan = CompressPlan(prune=parse_prune_spec("channels:0.5"), output=out)
+    with pytest.raises(CompressionError, match="cannot analyse layer 'mixer'"):
+        compress(tiny(CustomLayerNet), plan)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_must_be_pt2(tmp_path: Path) -> None:
+    plan = CompressPlan(prune=parse_prune_spec("channels:0.5"), output=tmp_path / "m.tflite")
+    with pytest.raises(UsageError, match=r"must end in \.pt2"):
+        compress(tiny(ResidualConcatNet), plan)
+
+
+def test_distillation_data_is_checked_before_pruning(tmp_path: Path) -> None:
+    import numpy as np
+
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((4, 3, 9, 9), np.float32))
+    plan = CompressPlan(
+        prune=parse_prune_spec("channels:0.5"),
+        output=tmp_path / "m.pt2",
+        distill=DistillSpec(train=bad),
+    )
+    msgs: list[str] = []
+    with pytest.raises(Exception, match=r"training data .* does not fit the model"):
+        compress(tiny(ResidualConcatNet), plan, progress=msgs.append)
+    assert msgs == []  # failed before the prune stage started
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.npz"]
+    assert DIGITS.is_dir()
