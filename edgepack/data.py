@@ -119,7 +119,9 @@ def load_dataset(
             with np.load(p, allow_pickle=False) as z:
                 content = {k: z[k] for k in z.files}
         except Exception as exc:
-            raise DataError(f"{purpose} data {p} is not a readable .npz: {exc}", _FORMAT_HINT) from exc
+            raise DataError(
+                f"{purpose} data {p} is not a readable .npz: {exc}", _FORMAT_HINT
+            ) from exc
         keys = _input_keys(list(content), specs)
         if keys is None:
             expected = ", ".join(s.name for s in specs)
@@ -174,8 +176,7 @@ def load_dataset(
     if problems:
         raise DataError(
             f"{purpose} data {p} does not fit the model: " + "; ".join(problems),
-            "samples are stacked on axis 0 with the model's input shape after it; "
-            "see docs/data.md",
+            "samples are stacked on axis 0 with the model's input shape after it; see docs/data.md",
         )
     ds = Dataset(tuple(fixed), labels, str(p))
     if samples is not None:

@@ -26,13 +26,14 @@ def make_interpreter(
     else:
         kwargs["model_path"] = str(model)
     if not xnnpack:
-        kwargs["experimental_op_resolver_type"] = (
-            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        )
+        kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     if preserve:
         kwargs["experimental_preserve_all_tensors"] = True
-    interp = Interpreter(**kwargs)
-    interp.allocate_tensors()
+    from edgepack._quiet import quiet_native
+
+    with quiet_native():  # "Created TensorFlow Lite XNNPACK delegate" goes to stderr
+        interp = Interpreter(**kwargs)
+        interp.allocate_tensors()
     return interp
 
 

@@ -26,3 +26,10 @@ def echo_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 def echo_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def echo_pairs(rows: Sequence[tuple[str, Any]]) -> None:
+    """Key / value lines, keys aligned."""
+    width = max((len(k) for k, _ in rows), default=0)
+    for k, v in rows:
+        typer.echo(f"{k.ljust(width)}  {v}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from edgepack.cli.output import echo_json, echo_table
@@ -31,7 +33,9 @@ def register(app: typer.Typer) -> None:
             )
             for p in profiles
         ]
-        echo_table(["target", "arch", "quantization", "io", "delegate", "bench", "description"], rows)
+        echo_table(
+            ["target", "arch", "quantization", "io", "delegate", "bench", "description"], rows
+        )
 
     @sub.command("show")
     def show(
@@ -46,7 +50,8 @@ def register(app: typer.Typer) -> None:
             echo_json({**profile.to_dict(), "sha256": profile.sha256})
             return
         path = targets_dir() / f"{name}.toml"
-        text = path.read_text(encoding="utf-8") if path.is_file() else open(name).read()
+        src = path if path.is_file() else Path(name)
+        text = src.read_text(encoding="utf-8")
         typer.echo(text.rstrip())
         typer.echo(f"# sha256 of the resolved profile: {profile.sha256}")
 

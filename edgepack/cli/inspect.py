@@ -1,0 +1,61 @@
+"""`edgepack inspect`: what is inside a .tflite (ops, I/O with quantization, size by tensor)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edgepack.cli.output import echo_json, echo_table
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("inspect")
+    def inspect(
+        model: Path = typer.Argument(..., help="A .tflite file or a package folder."),
+        top: int = typer.Option(15, "--top", help="How many of the largest tensors to list."),
+        json_: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Print ops, inputs/outputs with dtypes and quantization, and size by tensor."""
+        from edgepack.tflite import read_model
+
+        path = model
+        if model.is_dir():
+            from edgepack.manifest import read_manifest
+
+            path = model / read_manifest(model)["model_file"]
+        info = read_model(path)
+        if json_:
+            echo_json({**info.summary(), "tensors_by_size": info.weight_bytes_by_tensor()[:top]})
+            return
+        typer.echo(
+            f"{path}: {info.size_bytes / 1024:.1f} KB, {len(info.operators)} ops, "
+            f"{info.subgraphs} subgraph(s), sha256 {info.sha256[:16]}"
+        )
+        typer.echo("\ninputs / outputs")
+        rows = []
+        for kind, ts in (("input", info.input_tensors), ("output", info.output_tensors)):
+            for t in ts:
+                q = t.quantization.to_dict()
+                qs = (
+                    f"scale {q['scale']:.6g} zero_point {q['zero_point']}"
+                    if "scale" in q
+                    else ("per-channel" if q else "-")
+                )
+                rows.append((kind, t.name, "x".join(map(str, t.shape)), t.dtype.lower(), qs))
+        echo_table(["", "name", "shape", "dtype", "quantization"], rows)
+        typer.echo("\nops")
+        echo_table(["op", "count"], list(info.op_counts().items()))
+        floats = info.float_compute_ops()
+        if floats:
+            typer.echo("float compute ops: " + ", ".join(sorted({o.op for o in floats})))
+        typer.echo(
+            f"\nlargest tensors (of {sum(t.buffer_bytes for t in info.tensors)} bytes of weights)"
+        )
+        echo_table(
+            ["tensor", "bytes", "dtype"],
+            [
+                (n, b, next(t.dtype.lower() for t in info.tensors if t.name == n))
+                for n, b in info.weight_bytes_by_tensor()[:top]
+            ],
+        )

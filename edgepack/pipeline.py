@@ -1,0 +1,336 @@
+"""The build: a plan made from options, validated up front, then the stages in order.
+
+    load -> [prune] -> [distill] -> export -> convert -> quantize -> validate -> package
+
+Everything that can be checked cheaply (target, options, files, destination) is checked
+before torch is imported; data is checked against the model's inputs before export.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgepack import __version__
+from edgepack.data import Dataset, load_dataset
+from edgepack.errors import UsageError
+from edgepack.manifest import MANIFEST_SCHEMA_VERSION, host_facts, now_iso, tool_versions
+from edgepack.stages.base import StageContext, TFLiteArtifact, TorchModel, noop_progress
+from edgepack.targets import IODtype, IOLayout, QuantMode, TargetProfile
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    source: str
+    target: TargetProfile
+    weights: Path | None = None
+    input_shapes: tuple[str, ...] = ()
+    quantization: QuantMode | None = None  # None: the target's default
+    io_dtype: IODtype | None = None
+    io_layout: IOLayout | None = None
+    calibration: Path | None = None
+    calibration_samples: int | None = None
+    eval: Path | None = None
+    eval_samples: int | None = None
+    max_accuracy_drop: float | None = None
+    output: Path | None = None  # None: dist/<name>-<target>
+    force: bool = False
+    name: str | None = None
+    seed: int = 0
+    latency_runs: int = 50
+
+    # ---- resolved values -------------------------------------------------------------
+    @property
+    def mode(self) -> QuantMode:
+        return self.quantization or self.target.quantization.mode
+
+    @property
+    def io(self) -> IODtype:
+        if self.io_dtype is not None:
+            return self.io_dtype
+        if self.quantization is not None and self.quantization != QuantMode.FULL_INT8:
+            return IODtype.FLOAT32  # the user chose a float-I/O mode over the profile's
+        return self.target.quantization.io_dtype
+
+    @property
+    def layout(self) -> IOLayout:
+        return self.io_layout or self.target.quantization.io_layout
+
+    @property
+    def n_calibration(self) -> int:
+        return self.calibration_samples or self.target.quantization.calibration_samples
+
+
+def check_plan(plan: BuildPlan) -> list[str]:
+    """Validate everything that needs no model. Raises UsageError listing every problem."""
+    problems: list[str] = []
+    if plan.io != IODtype.FLOAT32 and plan.mode != QuantMode.FULL_INT8:
+        problems.append(
+            f"--io-dtype {plan.io.value} needs --quantization full-int8 (got {plan.mode.value})"
+        )
+    if plan.mode == QuantMode.FULL_INT8 and plan.calibration is None:
+        problems.append(
+            f"{plan.mode.value} for target '{plan.target.name}' needs --calibration data "
+            "(edgepack never calibrates on random data)"
+        )
+    for flag, path in (
+        ("--calibration", plan.calibration),
+        ("--eval", plan.eval),
+        ("--weights", plan.weights),
+    ):
+        if path is not None and not Path(path).exists():
+            problems.append(f"{flag} file not found: {path}")
+    if plan.max_accuracy_drop is not None:
+        if plan.max_accuracy_drop < 0:
+            problems.append("--max-accuracy-drop must be >= 0 (points of top-1)")
+        if plan.eval is None:
+            problems.append("--max-accuracy-drop needs --eval data with labels")
+    for flag, n in (
+        ("--calibration-samples", plan.calibration_samples),
+        ("--eval-samples", plan.eval_samples),
+    ):
+        if n is not None and n < 1:
+            problems.append(f"{flag} must be >= 1")
+    if problems:
+        raise UsageError(
+            "; ".join(problems),
+            "see `edgepack build --help`; the target's defaults are in `edgepack targets show "
+            f"{plan.target.name}`",
+        )
+    return problems
+
+
+def default_output(name: str, target: TargetProfile) -> Path:
+    return Path("dist") / f"{name}-{target.name}"
+
+
+@dataclass
+class BuildResult:
+    package: Path
+    manifest: dict[str, Any]
+    summary: str
+    rows: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _load_data(plan: BuildPlan, model: TorchModel) -> tuple[Dataset | None, Dataset | None]:
+    calib = None
+    if plan.calibration is not None and plan.mode == QuantMode.FULL_INT8:
+        calib = load_dataset(
+            plan.calibration, model.inputs, purpose="calibration", samples=plan.n_calibration
+        )
+    elif plan.calibration is not None:
+        # Checked anyway so a wrong file is reported, and used for parity when no eval data.
+        calib = load_dataset(
+            plan.calibration, model.inputs, purpose="calibration", samples=plan.n_calibration
+        )
+    ev = None
+    if plan.eval is not None:
+        ev = load_dataset(
+            plan.eval,
+            model.inputs,
+            purpose="evaluation",
+            samples=plan.eval_samples,
+            require_labels=plan.max_accuracy_drop is not None,
+        )
+    return calib, ev
+
+
+def _random_data(model: TorchModel, seed: int, n: int = 16) -> Dataset:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    xs = tuple(
+        rng.standard_normal((n, *s.shape[1:])).astype(np.float32)
+        if s.dtype.startswith("float")
+        else np.zeros((n, *s.shape[1:]), dtype=s.dtype)
+        for s in model.inputs
+    )
+    return Dataset(xs, None, "random (parity only)")
+
+
+def build(plan: BuildPlan, progress: Callable[[str], None] = noop_progress) -> BuildResult:
+    from edgepack.source import default_name, load_source
+    from edgepack.stages import package as package_stage
+
+    check_plan(plan)
+    name = plan.name or default_name(plan.source)
+    dest = plan.output or default_output(name, plan.target)
+    package_stage.check_destination(dest, plan.force)
+    work = Path(tempfile.mkdtemp(prefix="edgepack-build-"))
+    ctx = StageContext(workdir=work, progress=progress, seed=plan.seed)
+    try:
+        progress("load: model source")
+        with ctx.timed() as elapsed:
+            model = load_source(plan.source, plan.weights, plan.input_shapes)
+        calib, ev = _load_data(plan, model)
+        ctx.record(
+            "load",
+            params={"source": plan.source, "inputs": [s.to_dict() for s in model.inputs]},
+            seconds=elapsed(),
+        )
+        return build_from_model(plan, model, name, dest, calib, ev, ctx)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def build_from_model(
+    plan: BuildPlan,
+    model: TorchModel,
+    name: str,
+    dest: Path,
+    calib: Dataset | None,
+    ev: Dataset | None,
+    ctx: StageContext,
+) -> BuildResult:
+    from edgepack.stages import convert, export, quantize, validate
+    from edgepack.stages import package as package_stage
+
+    exported = export.run(model, ctx)
+    float_model = convert.run(exported, plan.layout, ctx)
+    batch = model.inputs[0].shape[0] if model.inputs[0].shape else 1
+    built = quantize.run(float_model, plan.mode, plan.io, calib, ctx, batch=batch)
+    data = ev or calib or _random_data(model, plan.seed)
+    report = validate.run(
+        model,
+        float_model,
+        built,
+        data,
+        ctx,
+        max_accuracy_drop=plan.max_accuracy_drop,
+        budgets=plan.target.budgets,
+        latency_runs=plan.latency_runs,
+    )
+    manifest = make_manifest(plan, model, name, built, report, ctx)
+    summary = render_summary(manifest)
+    ctx.progress(f"package: {dest}")
+    package_stage.write_package(
+        dest,
+        files={"model.tflite": built.path},
+        texts={"summary.md": summary},
+        manifest=manifest,
+        force=plan.force,
+    )
+    return BuildResult(
+        package=dest, manifest=manifest, summary=summary, rows=summary_rows(manifest)
+    )
+
+
+def make_manifest(
+    plan: BuildPlan,
+    model: TorchModel,
+    name: str,
+    built: TFLiteArtifact,
+    report: Any,
+    ctx: StageContext,
+) -> dict[str, Any]:
+    from edgepack.stages import quantize
+    from edgepack.tflite import read_model
+
+    info = read_model(built.path)
+    return {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "edgepack_version": __version__,
+        "name": name,
+        "source": model.source,
+        "target": {
+            "name": plan.target.name,
+            "sha256": plan.target.sha256,
+            "profile": plan.target.to_dict(),
+        },
+        "quantization": {
+            "mode": plan.mode.value,
+            "io_dtype": plan.io.value,
+            "io_layout": plan.layout.value,
+            "route": quantize.route_for(plan.mode),
+            "calibration_samples": plan.n_calibration if plan.mode == QuantMode.FULL_INT8 else None,
+            "overridden": {
+                "quantization": plan.quantization is not None,
+                "io_dtype": plan.io_dtype is not None,
+                "io_layout": plan.io_layout is not None,
+            },
+        },
+        "stages": [r.to_dict() for r in ctx.records],
+        "versions": tool_versions(),
+        "model_file": "model.tflite",
+        "files": {},
+        "model": info.summary(),
+        "metrics": {k: v for k, v in report.metrics.items()},
+        "build": {
+            "created_at": now_iso(),
+            "stage_seconds": {r.name: r.seconds for r in ctx.records},
+            "host": host_facts(),
+            **report.timing,
+        },
+    }
+
+
+def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[str, str]]:
+    m = manifest["metrics"]
+    q = manifest["quantization"]
+    rows = [
+        ("package", f"{manifest['name']} for {manifest['target']['name']}"),
+        (
+            "quantization",
+            f"{q['mode']} (I/O {q['io_dtype']}, layout {q['io_layout']}, {q['route']['engine']})",
+        ),
+        ("size", f"{m['size_bytes'] / 1024:.1f} KB"),
+    ]
+    acc = m.get("accuracy")
+    if acc:
+        rows.append(
+            (
+                "top-1",
+                f"float {acc['float']:.2f}% -> {q['mode']} {acc['quantized']:.2f}% "
+                f"(drop {acc['drop_points']:+.2f} points)",
+            )
+        )
+    fid = m["fidelity"]
+    rows.append(
+        (
+            "fidelity vs PyTorch",
+            f"cosine {fid['cosine']:.4f}, SNR {fid['snr_db']:.1f} dB, "
+            f"max abs {fid['max_abs_diff']:.4g}",
+        )
+    )
+    par = m["float_parity"]
+    rows.append(
+        ("float parity", f"max abs diff {par['max_abs_diff']:.2e} over {par['samples']} samples")
+    )
+    ops = manifest["model"]["ops"]
+    rows.append(("ops", ", ".join(f"{k} x{v}" for k, v in ops.items())))
+    if manifest["model"]["float_compute_ops"]:
+        rows.append(("float compute ops", ", ".join(manifest["model"]["float_compute_ops"])))
+    lat = manifest["build"].get("host_latency") if timing else None
+    if lat:
+        built = lat.get(q["mode"], lat.get("float32"))
+        rows.append(
+            (
+                "host latency (1 thread)",
+                f"{built['median_ms']:.3f} ms median "
+                f"(float32 {lat['float32']['median_ms']:.3f} ms)",
+            )
+        )
+    for g in m.get("gates", []):
+        rows.append(
+            (
+                f"gate {g['gate']}",
+                f"{g['value']} <= {g['limit']}: {'pass' if g['passed'] else 'FAIL'}",
+            )
+        )
+    return rows
+
+
+def render_summary(manifest: dict[str, Any]) -> str:
+    rows = summary_rows(manifest, timing=False)  # summary.md is reproducible: no timings
+    lines = [f"# {manifest['name']} for {manifest['target']['name']}", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    lines += [
+        "",
+        f"Built by edgepack {manifest['edgepack_version']}; details in manifest.json.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,396 @@
+"""Model sources: ``module.path:factory``, ``path/to/file.py:factory`` or a ``.pt2`` file.
+
+Loading is safe by default: weights go through ``torch.load(weights_only=True)`` and a
+pickled whole model is refused (unpickling runs arbitrary code), with the way out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import re
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edgepack.errors import ModelLoadError, UsageError
+from edgepack.manifest import sha256_file
+from edgepack.stages.base import InputSpec, TorchModel
+
+_SHAPE_RE = re.compile(
+    r"^(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)=)?(?P<dims>\d+(?:x\d+)*)(?::(?P<dtype>[a-z0-9]+))?$"
+)
+_DTYPES = ("float32", "float16", "int32", "int64", "int8", "uint8", "bool")
+_PICKLE_HINT = (
+    "save the weights with torch.save(model.state_dict(), 'weights.pt') and pass the code "
+    "that builds the model: edgepack build model.py:build_model --weights weights.pt"
+)
+
+
+def parse_input_shape(text: str) -> tuple[str | None, tuple[int, ...], str]:
+    """``1x3x224x224``, ``image=1x3x224x224`` or ``ids=1x128:int64``."""
+    m = _SHAPE_RE.match(text.strip())
+    if not m:
+        raise UsageError(
+            f"invalid --input-shape '{text}'",
+            "write dimensions separated by 'x', e.g. --input-shape 1x3x224x224 "
+            "(optionally name=1x3x224x224 or ids=1x128:int64)",
+        )
+    dims = tuple(int(d) for d in m.group("dims").split("x"))
+    if any(d <= 0 for d in dims):
+        raise UsageError(
+            f"invalid --input-shape '{text}': dimensions must be >= 1", "e.g. 1x3x224x224"
+        )
+    dtype = m.group("dtype") or "float32"
+    if dtype not in _DTYPES:
+        raise UsageError(
+            f"invalid dtype '{dtype}' in --input-shape '{text}'", f"use one of {', '.join(_DTYPES)}"
+        )
+    return m.group("name"), dims, dtype
+
+
+def _short_exc(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {msg[0] if msg else ''}".rstrip(": ")
+
+
+def _user_frame(exc: BaseException, path: str | None) -> str:
+    """'file.py:12' of the deepest frame inside the user's file, if any."""
+    if path is None:
+        return ""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f" at {Path(f.filename).name}:{f.lineno}"
+
+
+def _import_target(target: str, spec: str) -> tuple[Any, str | None]:
+    """Import a module from a dotted name or a .py file. Returns (module, file path)."""
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target)
+        if not path.is_file():
+            raise ModelLoadError(
+                f"model file not found: {path}",
+                "pass path/to/model.py:factory with an existing file",
+            )
+        resolved = str(path.resolve())
+        name = "edgepack_user_" + hashlib.sha256(resolved.encode()).hexdigest()[:12]
+        mod_spec = importlib.util.spec_from_file_location(name, resolved)
+        if mod_spec is None or mod_spec.loader is None:
+            raise ModelLoadError(f"cannot import {path}", "pass a Python source file")
+        module = importlib.util.module_from_spec(mod_spec)
+        sys.modules[name] = module
+        parent = str(path.resolve().parent)
+        sys.path.insert(0, parent)  # the model file may import its neighbours
+        try:
+            mod_spec.loader.exec_module(module)
+        except Exception as exc:
+            sys.modules.pop(name, None)
+            raise ModelLoadError(
+                f"importing {path} failed{_user_frame(exc, resolved)}: {_short_exc(exc)}",
+                "fix the error in the model file; it must import without side effects",
+            ) from exc
+        finally:
+            if sys.path and sys.path[0] == parent:
+                sys.path.pop(0)
+        return module, resolved
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", target):
+        raise ModelLoadError(
+            f"invalid model source '{spec}'",
+            "use module.path:factory, path/to/model.py:factory or a .pt2 file",
+        )
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        raise ModelLoadError(
+            f"cannot import module '{target}' ({_short_exc(exc)})",
+            "check the module path and that it is importable from the current directory",
+        ) from exc
+    except Exception as exc:
+        raise ModelLoadError(
+            f"importing module '{target}' failed: {_short_exc(exc)}", "fix the error in the module"
+        ) from exc
+    return module, getattr(module, "__file__", None)
+
+
+def _check_not_pickled_model(path: Path, role: str) -> Any:
+    """torch.load(weights_only=True); a pickled nn.Module is refused with the way out."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelLoadError(
+            f"{path} is a pickled Python object (likely a whole model saved with torch.save(model)); "
+            f"edgepack does not unpickle {role} files because unpickling runs arbitrary code",
+            _PICKLE_HINT,
+        ) from exc
+    except Exception as exc:
+        raise ModelLoadError(
+            f"cannot read {role} file {path}: {_short_exc(exc)}",
+            "pass a state_dict saved with torch.save(model.state_dict(), path)",
+        ) from exc
+
+
+def _load_weights(module: Any, weights: Path) -> str:
+    import torch
+
+    if not weights.is_file():
+        raise ModelLoadError(
+            f"weights file not found: {weights}", "pass an existing --weights file"
+        )
+    state = _check_not_pickled_model(weights, "weights")
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelLoadError(
+            f"{weights} does not hold a state_dict (a mapping of names to tensors)",
+            "save it with torch.save(model.state_dict(), path)",
+        )
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_few(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_few(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatch {_few(shapes)}")
+        raise ModelLoadError(
+            f"weights {weights} do not match the model: " + "; ".join(parts),
+            "the factory must build the same architecture the weights were saved from",
+        )
+    module.load_state_dict(state, strict=True)
+    return sha256_file(weights)
+
+
+def _few(items: Sequence[str], n: int = 3) -> str:
+    shown = ", ".join(items[:n])
+    return f"[{shown}{', ...' if len(items) > n else ''}] ({len(items)})"
+
+
+def _forward_names(module: Any, count: int) -> list[str]:
+    try:
+        params = [
+            p.name
+            for p in inspect.signature(module.forward).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    names = params[:count]
+    names += [f"input_{i}" for i in range(len(names), count)]
+    return names
+
+
+def _specs_from_shapes(module: Any, input_shapes: Sequence[str]) -> tuple[InputSpec, ...]:
+    parsed = [parse_input_shape(s) for s in input_shapes]
+    default_names = _forward_names(module, len(parsed))
+    return tuple(
+        InputSpec(name=name or default_names[i], shape=dims, dtype=dtype)
+        for i, (name, dims, dtype) in enumerate(parsed)
+    )
+
+
+def _example_tensors(specs: Sequence[InputSpec]) -> tuple[Any, ...]:
+    import torch
+
+    out = []
+    for s in specs:
+        dt = getattr(torch, s.dtype)
+        if s.dtype.startswith("float"):
+            out.append(torch.zeros(s.shape, dtype=dt))
+        else:
+            out.append(torch.zeros(s.shape, dtype=dt))
+    return tuple(out)
+
+
+def load_source(
+    spec: str, weights: Path | None = None, input_shapes: Sequence[str] = ()
+) -> TorchModel:
+    """Load a model source into a :class:`TorchModel` (eval mode, checked on its inputs)."""
+    import torch
+
+    if spec.endswith(".pt2"):
+        return _load_exported(Path(spec), weights, input_shapes)
+    if spec.endswith((".pt", ".pth", ".bin", ".ckpt")) and ":" not in spec:
+        path = Path(spec)
+        if path.is_file():
+            _check_not_pickled_model(path, "model")
+        raise ModelLoadError(
+            f"{spec} is a weights file, not a model source",
+            "pass the code that builds the model and the weights separately: "
+            f"edgepack build model.py:build_model --weights {spec}",
+        )
+    target, sep, factory_name = spec.rpartition(":")
+    if not sep or not target or not factory_name:
+        raise ModelLoadError(
+            f"invalid model source '{spec}'",
+            "use module.path:factory, path/to/model.py:factory or a .pt2 file",
+        )
+    module_obj, file_path = _import_target(target, spec)
+    factory = getattr(module_obj, factory_name, None)
+    if factory is None or not callable(factory):
+        available = sorted(
+            n
+            for n, v in vars(module_obj).items()
+            if callable(v)
+            and not n.startswith("_")
+            and getattr(v, "__module__", None) == module_obj.__name__
+        )
+        raise ModelLoadError(
+            f"'{factory_name}' is not a callable in {target}",
+            f"callables defined there: {', '.join(available) or 'none'}",
+        )
+    try:
+        built = factory()
+    except Exception as exc:
+        raise ModelLoadError(
+            f"factory {spec} raised{_user_frame(exc, file_path)}: {_short_exc(exc)}",
+            "the factory must build the model without arguments",
+        ) from exc
+    example: tuple[Any, ...] | None = None
+    if isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module):
+        built, ex = built
+        example = tuple(ex) if isinstance(ex, (tuple, list)) else (ex,)
+        if not all(isinstance(t, torch.Tensor) for t in example):
+            raise ModelLoadError(
+                f"factory {spec} returned example inputs that are not tensors",
+                "return (model, (tensor, ...)) or just the model",
+            )
+    if not isinstance(built, torch.nn.Module):
+        raise ModelLoadError(
+            f"factory {spec} returned {type(built).__name__}, not a torch.nn.Module",
+            "return the model (optionally with example inputs: (model, (x,)))",
+        )
+    module = built
+    weights_sha = None
+    if weights is not None:
+        weights_sha = _load_weights(module, Path(weights))
+    module.eval()
+    if input_shapes:
+        specs = _specs_from_shapes(module, input_shapes)
+        example = _example_tensors(specs)
+    elif example is not None:
+        names = _forward_names(module, len(example))
+        specs = tuple(
+            InputSpec(n, tuple(int(d) for d in t.shape), str(t.dtype).replace("torch.", ""))
+            for n, t in zip(names, example, strict=True)
+        )
+    else:
+        raise UsageError(
+            f"no input shape for {spec}",
+            "pass --input-shape (e.g. --input-shape 1x3x224x224), or have the factory return "
+            "(model, example_inputs)",
+        )
+    _check_runs(module, example, specs)
+    source = {
+        "kind": "factory",
+        "spec": spec,
+        "weights": None if weights is None else Path(weights).name,
+        "weights_sha256": weights_sha,
+        "inputs": [s.to_dict() for s in specs],
+    }
+    return TorchModel(module, example, specs, source, name=default_name(spec))
+
+
+def default_name(spec: str) -> str:
+    """Package name from the source alone (no import): examples/digits/model.py:f -> digits."""
+    if spec.endswith(".pt2"):
+        return _slug(Path(spec).stem)
+    target = spec.rpartition(":")[0] or spec
+    if target.endswith(".py"):
+        p = Path(target)
+        name = p.stem
+        if name in ("model", "models", "net", "__init__"):
+            name = p.resolve().parent.name
+    else:
+        parts = target.split(".")
+        name = parts[-1]
+        if name in ("model", "models", "net") and len(parts) > 1:
+            name = parts[-2]
+    return _slug(name)
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", s.lower()).strip("-") or "model"
+
+
+def _check_runs(module: Any, example: tuple[Any, ...], specs: Sequence[InputSpec]) -> None:
+    import torch
+
+    try:
+        with torch.no_grad():
+            module(*example)
+    except Exception as exc:
+        shapes = ", ".join("x".join(str(d) for d in s.shape) for s in specs)
+        raise ModelLoadError(
+            f"the model fails on inputs of shape {shapes}: {_short_exc(exc)}",
+            "check --input-shape: it must be the shape the model's forward() takes, batch first",
+        ) from exc
+
+
+def _load_exported(path: Path, weights: Path | None, input_shapes: Sequence[str]) -> TorchModel:
+    import torch
+
+    if not path.is_file():
+        raise ModelLoadError(f"exported program not found: {path}", "pass an existing .pt2 file")
+    if weights is not None:
+        raise UsageError(
+            "--weights cannot be used with a .pt2 source (the program carries its weights)",
+            "drop --weights",
+        )
+    try:
+        ep = torch.export.load(path)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"{path} is not a torch.export program: {_short_exc(exc)}",
+            "save one with torch.export.save(torch.export.export(model, args), 'model.pt2')",
+        ) from exc
+    placeholders = [
+        n
+        for n in ep.graph.nodes
+        if n.op == "placeholder" and n.name in ep.graph_signature.user_inputs
+    ]
+    specs = tuple(
+        InputSpec(
+            n.name,
+            tuple(int(d) for d in n.meta["val"].shape),
+            str(n.meta["val"].dtype).replace("torch.", ""),
+        )
+        for n in placeholders
+    )
+    if input_shapes:
+        given = _specs_from_shapes(ep.module(), input_shapes)
+        if [s.shape for s in given] != [s.shape for s in specs]:
+            raise UsageError(
+                f"--input-shape {' '.join(input_shapes)} does not match the shapes the program "
+                f"was exported with ({', '.join('x'.join(map(str, s.shape)) for s in specs)})",
+                "drop --input-shape for .pt2 sources, or re-export with the shapes you want",
+            )
+    module = ep.module()
+    example = _example_tensors(specs)
+    source = {
+        "kind": "exported",
+        "spec": path.name,
+        "weights": None,
+        "weights_sha256": sha256_file(path),
+        "inputs": [s.to_dict() for s in specs],
+    }
+    return TorchModel(module, example, specs, source, exported=ep, name=default_name(str(path)))

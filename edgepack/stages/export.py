@@ -1,0 +1,63 @@
+"""Stage `export`: torch.export the model once; the .pt2 is shared by every target."""
+
+from __future__ import annotations
+
+import re
+import traceback
+
+from edgepack._quiet import quiet_native
+from edgepack.errors import ExportError
+from edgepack.stages.base import ExportedModel, StageContext, TorchModel
+
+NAME = "export"
+
+
+def _explain(exc: BaseException, user_files: set[str]) -> str:
+    """The first line of torch.export's message plus the user's source line, when known."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    where = ""
+    m = re.search(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.+)', text)
+    if m:
+        where = f" (at {m.group(1).rsplit('/', 1)[-1]}:{m.group(2)} in {m.group(3)}: {m.group(4).strip()})"
+    else:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in user_files]
+        if frames:
+            f = frames[-1]
+            where = f" (at {f.filename.rsplit('/', 1)[-1]}:{f.lineno}: {(f.line or '').strip()})"
+    return f"{type(exc).__name__}: {first[:300]}{where}"
+
+
+def run(model: TorchModel, ctx: StageContext) -> ExportedModel:
+    import torch
+
+    ctx.progress("export: torch.export")
+    out = ctx.stage_dir(NAME) / "model.pt2"
+    with ctx.timed() as elapsed, quiet_native():
+        if model.exported is not None:
+            ep = model.exported
+        else:
+            user_files = set()
+            src = model.source.get("spec", "")
+            if ".py:" in src:
+                from pathlib import Path
+
+                user_files.add(str(Path(src.rsplit(":", 1)[0]).resolve()))
+            try:
+                ep = torch.export.export(model.module, model.example_inputs, strict=False)
+            except Exception as exc:
+                raise ExportError(
+                    "torch.export cannot trace the model: " + _explain(exc, user_files),
+                    "make forward() traceable: no data-dependent Python control flow or "
+                    "unsupported ops; see the torch.export docs for the failing construct",
+                ) from exc
+        torch.export.save(ep, out)
+    ctx.record(
+        NAME,
+        params={"strict": False, "torch_export": True},
+        metrics={"nodes": sum(1 for _ in ep.graph.nodes)},
+        seconds=elapsed(),
+    )
+    # The .pt2 zip is not byte-reproducible (archive timestamps), so it is not hashed into
+    # the manifest; the converted float model is.
+    return ExportedModel(path=out, inputs=model.inputs, sha256="")

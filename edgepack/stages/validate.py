@@ -1,0 +1,226 @@
+"""Stage `validate`: parity, accuracy and budgets of the built model; the build's gates.
+
+- float parity: the float .tflite against PyTorch on the same inputs (max / mean abs diff);
+- accuracy with labelled eval data: top-1 of PyTorch float vs the quantized model, and the
+  drop in points, gated by ``max_accuracy_drop``;
+- fidelity of the quantized outputs against PyTorch (cosine, SNR, max abs error);
+- size against the profile's budget; host latency of the float and the built model.
+Everything deterministic goes into ``metrics``; latency goes into ``timing`` (build field).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgepack.data import Dataset
+from edgepack.errors import GateError
+from edgepack.runtime import Runner
+from edgepack.stages.base import StageContext, TFLiteArtifact, TorchModel
+from edgepack.stages.quantize import to_boundary_layout
+from edgepack.targets import Budgets
+from edgepack.tflite import read_model
+
+NAME = "validate"
+PARITY_SAMPLES = 64
+
+
+@dataclass
+class ValidationReport:
+    metrics: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)
+    gates: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [g for g in self.gates if not g["passed"]]
+
+
+def torch_outputs(model: TorchModel, inputs: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    """Run the PyTorch model on stacked samples; batched when the model allows it."""
+    import torch
+
+    batch = model.inputs[0].shape[0] if model.inputs[0].shape else 1
+    n = inputs[0].shape[0]
+
+    def run(chunk: int) -> list[np.ndarray]:
+        outs: list[list[np.ndarray]] = []
+        with torch.no_grad():
+            for s in range(0, n, chunk):
+                args = [torch.from_numpy(np.ascontiguousarray(x[s : s + chunk])) for x in inputs]
+                y = model.module(*args)
+                ys = list(y) if isinstance(y, (tuple, list)) else [y]
+                if not outs:
+                    outs = [[] for _ in ys]
+                for k, t in enumerate(ys):
+                    outs[k].append(t.detach().float().numpy())
+        return [np.concatenate(o, axis=0) for o in outs]
+
+    if n % batch == 0 and batch == 1:
+        try:
+            return run(64)
+        except Exception:
+            pass  # the model may hard-code its batch size
+    return run(batch)
+
+
+def fidelity(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
+    a = ref.reshape(ref.shape[0], -1).astype(np.float64)
+    b = got.reshape(got.shape[0], -1).astype(np.float64)
+    diff = a - b
+    num = np.sum(a * b, axis=1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    cos = np.where(den > 0, num / np.maximum(den, 1e-30), 1.0)
+    noise = float(np.mean(diff**2))
+    signal = float(np.mean(a**2))
+    snr = 10 * np.log10(signal / noise) if noise > 0 else float("inf")
+    return {
+        "max_abs_diff": round(float(np.max(np.abs(diff))), 6),
+        "mean_abs_diff": round(float(np.mean(np.abs(diff))), 6),
+        "cosine": round(float(np.mean(cos)), 6),
+        "snr_db": round(float(snr), 3) if np.isfinite(snr) else 999.0,
+    }
+
+
+def top1(logits: np.ndarray, labels: np.ndarray) -> float:
+    return round(float((logits.reshape(len(labels), -1).argmax(1) == labels).mean() * 100), 4)
+
+
+def run(
+    torch_model: TorchModel,
+    float_model: TFLiteArtifact,
+    built: TFLiteArtifact,
+    data: Dataset,
+    ctx: StageContext,
+    *,
+    max_accuracy_drop: float | None = None,
+    budgets: Budgets | None = None,
+    latency_runs: int = 50,
+) -> ValidationReport:
+    ctx.progress("validate: parity, accuracy, size, host latency")
+    rep = ValidationReport()
+    with ctx.timed() as elapsed:
+        boundary = tuple(to_boundary_layout(x, built.io_layout) for x in data.inputs)
+        ref = torch_outputs(torch_model, data.inputs)
+        float_runner = Runner(float_model.path)
+        built_runner = Runner(built.path)
+        k = min(PARITY_SAMPLES, len(data))
+        float_out = float_runner.run([x[:k] for x in boundary])
+        rep.metrics["float_parity"] = {
+            "samples": k,
+            "max_abs_diff": round(
+                max(float(np.max(np.abs(r[:k] - f))) for r, f in zip(ref, float_out, strict=True)),
+                7,
+            ),
+            "mean_abs_diff": round(
+                float(
+                    np.mean(
+                        [np.mean(np.abs(r[:k] - f)) for r, f in zip(ref, float_out, strict=True)]
+                    )
+                ),
+                8,
+            ),
+        }
+        out = built_runner.run(list(boundary))
+        rep.metrics["fidelity"] = fidelity(ref[0], out[0])
+        rep.metrics["samples"] = len(data)
+        rep.metrics["data"] = "eval" if data.labels is not None else "unlabelled"
+        if data.labels is not None:
+            f_acc = top1(ref[0], data.labels)
+            q_acc = top1(out[0], data.labels)
+            rep.metrics["accuracy"] = {
+                "metric": "top1",
+                "float": f_acc,
+                "quantized": q_acc,
+                "drop_points": round(f_acc - q_acc, 4),
+            }
+            if max_accuracy_drop is not None:
+                drop = f_acc - q_acc
+                rep.gates.append(
+                    {
+                        "gate": "max_accuracy_drop",
+                        "limit": max_accuracy_drop,
+                        "value": round(drop, 4),
+                        "passed": drop <= max_accuracy_drop + 1e-9,
+                    }
+                )
+        info = read_model(built.path)
+        rep.metrics["size_bytes"] = info.size_bytes
+        act = sum(
+            int(np.prod(t.shape or (1,))) * _itemsize(t.dtype)
+            for t in info.tensors
+            if not t.is_constant
+        )
+        rep.metrics["est_ram_mb_upper"] = round((info.size_bytes + act) / 2**20, 3)
+        if budgets is not None and budgets.max_model_kb is not None:
+            kb = info.size_bytes / 1024
+            rep.gates.append(
+                {
+                    "gate": "max_model_kb",
+                    "limit": budgets.max_model_kb,
+                    "value": round(kb, 2),
+                    "passed": kb <= budgets.max_model_kb,
+                }
+            )
+        if budgets is not None and budgets.max_ram_mb is not None:
+            est = rep.metrics["est_ram_mb_upper"]
+            rep.gates.append(
+                {
+                    "gate": "max_ram_mb",
+                    "limit": budgets.max_ram_mb,
+                    "value": est,
+                    "passed": est <= budgets.max_ram_mb,
+                }
+            )
+        if latency_runs > 0:
+            rep.timing["host_latency"] = {
+                "float32": float_runner.latency_ms(runs=latency_runs),
+                built.kind: built_runner.latency_ms(runs=latency_runs),
+                "threads": 1,
+            }
+    rep.metrics["gates"] = rep.gates
+    ctx.record(
+        NAME,
+        params={
+            "max_accuracy_drop": max_accuracy_drop,
+            "samples": len(data),
+            "parity_samples": rep.metrics["float_parity"]["samples"],
+        },
+        metrics={k: v for k, v in rep.metrics.items() if k != "gates"},
+        seconds=elapsed(),
+    )
+    failed = rep.failed
+    if failed:
+        g = failed[0]
+        if g["gate"] == "max_accuracy_drop":
+            acc = rep.metrics["accuracy"]
+            raise GateError(
+                f"accuracy gate failed: top-1 dropped {acc['drop_points']:.2f} points "
+                f"(float {acc['float']:.2f}% -> {built.kind} {acc['quantized']:.2f}%), "
+                f"the limit is {max_accuracy_drop} points; no package was written",
+                "try another --quantization (dynamic-range keeps activations float), more "
+                "representative --calibration data, or --auto-fallback",
+            )
+        raise GateError(
+            f"budget gate failed: {g['gate']} {g['value']} > {g['limit']} "
+            f"(target budget); no package was written",
+            "compress the model (--prune), pick a smaller quantization, or raise the budget "
+            "in a custom target profile",
+        )
+    return rep
+
+
+def _itemsize(dtype: str) -> int:
+    return {
+        "FLOAT32": 4,
+        "FLOAT16": 2,
+        "INT32": 4,
+        "INT64": 8,
+        "INT8": 1,
+        "UINT8": 1,
+        "INT16": 2,
+        "BOOL": 1,
+        "FLOAT64": 8,
+    }.get(dtype, 4)
