@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepack.errors import ExportError, PackageError, UsageError
+from edgepack.errors import PackageError, UsageError
 from edgepack.manifest import StageRecord, sha256_file, tool_versions
 from edgepack.stages import distill as distill_stage
+from edgepack.stages import export as export_stage
 from edgepack.stages import prune as prune_stage
 from edgepack.stages.base import StageContext, TorchModel, noop_progress
 from edgepack.stages.distill import DistillSpec
@@ -98,15 +99,12 @@ def compress(
     with tempfile.TemporaryDirectory(prefix="edgepack-compress-") as work:
         ctx = StageContext(Path(work), progress=progress, seed=plan.seed)
         compressed = run_compression(model, plan.prune, plan.distill, ctx, eval_data)
-        progress("export: torch.export")
-        program = _export(compressed)
+        exported = export_stage.run(compressed, ctx)
         plan.output.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".edgepack-compress-", dir=plan.output.parent))
         try:
             pt2 = tmp / plan.output.name
-            import torch
-
-            torch.export.save(program, str(pt2))
+            shutil.copyfile(exported.path, pt2)
             sidecar = tmp / sidecar_path(plan.output).name
             doc = {
                 "schema_version": SIDECAR_SCHEMA_VERSION,
@@ -129,17 +127,3 @@ def compress(
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return CompressResult(plan.output, sidecar_path(plan.output), list(ctx.records))
-
-
-def _export(model: TorchModel) -> Any:
-    import torch
-
-    try:
-        return torch.export.export(model.module.eval(), tuple(model.example_inputs))
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise ExportError(
-            f"torch.export cannot trace the compressed model: {first}",
-            "the model must be traceable by torch.export before and after compression; "
-            "check data-dependent control flow in forward()",
-        ) from exc

@@ -50,6 +50,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         output: Path = typer.Option(..., "-o", "--output", help="Output .pt2 file."),
         force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress lines."),
     ) -> None:
         """Prune (and distill) a PyTorch model; write a torch.export .pt2 and a JSON record."""
         from edgepack.compression import CompressPlan, check_output
@@ -93,8 +94,9 @@ def register(app: typer.Typer) -> None:
             force=force,
             seed=seed,
         )
-        result = run(model, plan, progress=lambda msg: typer.echo(msg, err=True))
-        rows = [_row(r.name, r.metrics) for r in result.records]
+        show = (lambda m: None) if quiet else (lambda m: typer.echo(f"  {m}", err=True))
+        result = run(model, plan, progress=show)
+        rows = [_row(r.name, r.metrics) for r in result.records if "params_before" in r.metrics]
         echo_table(["stage", "params", "MACs", "sparsity", "top-1"], rows)
         typer.echo(f"wrote {result.output} and {result.sidecar}")
 

@@ -119,7 +119,7 @@ def run(
     import torch
     import torch.nn.functional as F
 
-    if student.module is None or teacher.module is None:
+    if student.module is None or student.exported is not None or teacher.module is None:
         raise CompressionError(
             "distillation needs PyTorch modules, but this source is an exported program (.pt2)",
             "load the model from its factory (module:factory or file.py:factory)",

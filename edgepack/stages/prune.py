@@ -106,9 +106,10 @@ def run(
     eval_data: Dataset | None = None,
 ) -> TorchModel:
     """Prune a copy of ``model``; record params/MACs/sparsity (and top-1 with eval data)."""
-    if model.module is None:
+    if model.module is None or model.exported is not None:
         raise CompressionError(
-            "pruning needs the PyTorch module, but this source is an exported program (.pt2)",
+            "pruning needs the PyTorch model's code, but this source is an exported program "
+            "(.pt2)",
             "load the model from its factory (module:factory or file.py:factory) to prune it",
         )
     with ctx.timed() as elapsed:
