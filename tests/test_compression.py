@@ -35,7 +35,7 @@ def test_writes_exported_program_and_sidecar(tmp_path: Path) -> None:
     doc = json.loads(result.sidecar.read_text())
     assert doc["schema_version"] == 1
     assert doc["output"] == {"file": "pruned.pt2", "sha256": sha256_file(out)}
-    assert [s["name"] for s in doc["stages"]] == ["prune"]
+    assert [s["name"] for s in doc["stages"]] == ["prune", "export"]
     assert doc["stages"][0]["params"] == {"method": "channels", "sparsity": 0.5, "round_to": 1}
     assert (
         doc["stages"][0]["metrics"]["params_after"] < doc["stages"][0]["metrics"]["params_before"]
@@ -87,3 +87,40 @@ def test_distillation_data_is_checked_before_pruning(tmp_path: Path) -> None:
     assert msgs == []  # failed before the prune stage started
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.npz"]
     assert DIGITS.is_dir()
+
+
+@pytest.mark.slow
+def test_magnitude_pruned_full_int8_compresses_to_half(tmp_path: Path) -> None:
+    """magnitude:0.8 + full-int8 through the build pipeline: the gzip-compressed .tflite is at
+    most half of the unpruned full-int8 model's (the int8 zeros survive quantization)."""
+    import gzip
+
+    from compress_models import digits_model
+
+    from edgepack.compression import run_compression
+    from edgepack.data import load_dataset
+    from edgepack.pipeline import BuildPlan, build_from_model
+    from edgepack.stages.base import StageContext
+    from edgepack.targets import QuantMode, load_target
+
+    model = digits_model()
+    calib = load_dataset(DIGITS / "calib.npz", model.inputs, purpose="calibration", samples=64)
+    plan = BuildPlan(
+        source="digits",
+        target=load_target("host"),
+        quantization=QuantMode.FULL_INT8,
+        calibration=DIGITS / "calib.npz",
+        latency_runs=0,
+    )
+    sizes = {}
+    ctx = StageContext(tmp_path / "work")
+    for name, spec in (("dense", None), ("sparse", parse_prune_spec("magnitude:0.8"))):
+        m = run_compression(model, spec, None, ctx)
+        dest = tmp_path / name
+        result = build_from_model(plan, m, name, dest, calib, None, ctx)
+        assert result.manifest["model"]["float_compute_ops"] == []
+        sizes[name] = len(gzip.compress((dest / "model.tflite").read_bytes(), 9, mtime=0))
+    assert sizes["sparse"] <= 0.5 * sizes["dense"], sizes
+    assert ctx.records[0].name == "export"  # no prune record for the dense model
+    prune_rec = next(r for r in ctx.records if r.name == "prune")
+    assert prune_rec.metrics["sparsity_after"] == pytest.approx(0.8, abs=0.001)
