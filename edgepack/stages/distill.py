@@ -142,7 +142,8 @@ def run(
             xs = [torch.from_numpy(x) for x in data.inputs]
             ys = None if data.labels is None else torch.from_numpy(data.labels.astype("int64"))
             use_ce = spec.alpha > 0 and ys is not None
-            _check_logits(tmodule, module, [x[:2].to(device) for x in xs])
+            probe = min(2, spec.batch_size)
+            _check_logits(tmodule, module, [x[:probe].to(device) for x in xs])
             opt = torch.optim.Adam(module.parameters(), lr=spec.lr)
             steps = spec.epochs * math.ceil(len(data) / spec.batch_size)
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
@@ -211,8 +212,19 @@ def _logits(out: Any) -> torch.Tensor:
 def _check_logits(teacher: nn.Module, student: nn.Module, batch: list[torch.Tensor]) -> None:
     import torch
 
-    with torch.no_grad():
-        t, s = _logits(teacher(*batch)), _logits(student(*batch))
+    try:
+        with torch.no_grad():
+            t, s = _logits(teacher(*batch)), _logits(student(*batch))
+    except CompressionError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise CompressionError(
+            f"distillation runs the model on batches of {len(batch[0])} samples, and it fails: "
+            f"{first}",
+            "the model must accept any batch size (no hard-coded batch in reshapes), or pass "
+            "--batch-size 1",
+        ) from exc
     if t.dim() < 2 or t.shape != s.shape:
         raise CompressionError(
             f"distillation needs teacher and student logits of the same shape (N, classes), "

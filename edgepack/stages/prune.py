@@ -108,8 +108,7 @@ def run(
     """Prune a copy of ``model``; record params/MACs/sparsity (and top-1 with eval data)."""
     if model.module is None or model.exported is not None:
         raise CompressionError(
-            "pruning needs the PyTorch model's code, but this source is an exported program "
-            "(.pt2)",
+            "pruning needs the PyTorch model's code, but this source is an exported program (.pt2)",
             "load the model from its factory (module:factory or file.py:factory) to prune it",
         )
     with ctx.timed() as elapsed:

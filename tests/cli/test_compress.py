@@ -217,3 +217,13 @@ def test_magnitude_compress_writes_sparse_weights(
     ep = torch.export.load(str(out))
     w = ep.state_dict["features.4.weight"]
     assert float((w == 0).float().mean()) == pytest.approx(0.6, abs=0.001)
+    # an exported program has no module code to prune: refused, nothing written
+    again = ["compress", str(out), "--prune", "channels:0.5", "-o", str(tmp_path / "b.pt2")]
+    code, _, stderr = run(again, capsys)
+    assert code == 2
+    assert stderr.splitlines()[-2:] == [
+        "error: pruning needs the PyTorch model's code, but this source is an exported program "
+        "(.pt2)",
+        "hint: load the model from its factory (module:factory or file.py:factory) to prune it",
+    ]
+    assert not (tmp_path / "b.pt2").exists()

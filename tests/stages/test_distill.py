@@ -166,3 +166,24 @@ def test_student_with_pruned_classifier_is_refused(teacher: TorchModel, tmp_path
     spec = DistillSpec(train=DIGITS / "train.npz", epochs=1, samples=16)
     with pytest.raises(CompressionError, match=r"same shape .*got \(2, 10\) and \(2, 5\)"):
         distill.run(student, teacher, spec, StageContext(tmp_path))
+
+
+class _FixedBatch(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3)
+        self.fc = torch.nn.Linear(4 * 30 * 30, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).reshape(1, -1))  # batch 1 hard-coded
+
+
+def test_model_with_a_hard_coded_batch(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    m = TorchModel(_FixedBatch().eval(), (torch.zeros(1, 1, 32, 32),), INPUTS, {})
+    spec = DistillSpec(train=DIGITS / "train.npz", epochs=1, samples=4)
+    with pytest.raises(CompressionError, match="batches of 2 samples, and it fails") as e:
+        distill.run(m, m, spec, StageContext(tmp_path))
+    assert "--batch-size 1" in e.value.hint
+    spec = DistillSpec(train=DIGITS / "train.npz", epochs=1, samples=4, batch_size=1)
+    distill.run(m, m, spec, StageContext(tmp_path))  # works one sample at a time
