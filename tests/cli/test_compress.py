@@ -227,3 +227,26 @@ def test_magnitude_compress_writes_sparse_weights(
         "hint: load the model from its factory (module:factory or file.py:factory) to prune it",
     ]
     assert not (tmp_path / "b.pt2").exists()
+
+
+@pytest.mark.slow
+def test_compressed_program_builds_into_a_package(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "small.pt2"
+    argv = ["compress", *SOURCE, *SHAPE, "--prune", "channels:0.5", "--round-to", "8"]
+    code, _, stderr = run([*argv, "--quiet", "-o", str(out)], capsys)
+    assert code == 0, stderr
+    pkg = tmp_path / "pkg"
+    build = ["build", str(out), "--target", "host", "--quantization", "float32"]
+    build += ["--latency-runs", "0", "--quiet", "-o", str(pkg)]
+    code, _, stderr = run(build, capsys)
+    assert code == 0, stderr
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    assert manifest["source"]["kind"] == "exported"
+    assert manifest["metrics"]["float_parity"]["max_abs_diff"] < 1e-4
+    # the built model carries the pruned weights: 16/32/64 filters instead of 32/64/128
+    from edgepack.tflite import read_model
+
+    shapes = {tuple(t.shape) for t in read_model(pkg / "model.tflite").tensors if t.is_constant}
+    assert {(1, 3, 3, 16), (32, 3, 3, 16), (64, 3, 3, 32), (10, 64)} <= shapes
