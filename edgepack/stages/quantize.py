@@ -126,6 +126,18 @@ def check_result(info: ModelInfo, mode: QuantMode, io_dtype: IODtype) -> None:
             f"the quantized model's I/O is not {io_dtype.value}: {', '.join(wrong)}",
             "this is a converter limitation for this model; try --io-dtype float32",
         )
+    degenerate = [
+        f"{t.name[-40:]} (scale {min(t.quantization.scales):.3g})"
+        for t in info.tensors
+        if t.quantization.is_quantized
+        and not all(np.isfinite(s) and s > 1e-30 for s in t.quantization.scales)
+    ]
+    if degenerate:
+        raise QuantizationError(
+            f"calibration produced degenerate quantization ranges for {len(degenerate)} "
+            f"tensor(s), e.g. {degenerate[0]}: the calibration data is probably blank or constant",
+            "pass --calibration samples that look like the real inputs (a few hundred)",
+        )
     if mode == QuantMode.FULL_INT8:
         floats = info.float_compute_ops()
         if floats:
