@@ -1,20 +1,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "stages"))
-from compress_models import DIGITS, CustomLayerNet, ResidualConcatNet, tiny
 
 from edgepack.compression import CompressPlan, compress
 from edgepack.errors import CompressionError, PackageError, UsageError
 from edgepack.manifest import sha256_file
 from edgepack.stages.distill import DistillSpec
 from edgepack.stages.prune import parse_prune_spec
+from tests.stages.compress_models import DIGITS, CustomLayerNet, ResidualConcatNet, tiny
 
 
 def test_writes_exported_program_and_sidecar(tmp_path: Path) -> None:
@@ -95,13 +92,12 @@ def test_magnitude_pruned_full_int8_compresses_to_half(tmp_path: Path) -> None:
     most half of the unpruned full-int8 model's (the int8 zeros survive quantization)."""
     import gzip
 
-    from compress_models import digits_model
-
     from edgepack.compression import run_compression
     from edgepack.data import load_dataset
     from edgepack.pipeline import BuildPlan, build_from_model
     from edgepack.stages.base import StageContext
     from edgepack.targets import QuantMode, load_target
+    from tests.stages.compress_models import digits_model
 
     model = digits_model()
     calib = load_dataset(DIGITS / "calib.npz", model.inputs, purpose="calibration", samples=64)

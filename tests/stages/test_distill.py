@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from compress_models import DIGITS, digits_model
 
 from edgepack.data import load_dataset
 from edgepack.errors import CompressionError, DataError
@@ -14,6 +13,7 @@ from edgepack.stages import distill, prune
 from edgepack.stages.base import InputSpec, StageContext, TorchModel
 from edgepack.stages.distill import DistillSpec, validate_distill
 from edgepack.stages.prune import parse_prune_spec
+from tests.stages.compress_models import DIGITS, digits_model
 
 INPUTS = (InputSpec("x", (1, 1, 32, 32)),)
 

@@ -5,7 +5,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from compress_models import (
+
+from edgepack.errors import CompressionError
+from edgepack.stages import prune
+from edgepack.stages.base import StageContext
+from edgepack.stages.prune import PruneMethod, PruneSpec, parse_prune_spec
+from tests.stages.compress_models import (
     CustomLayerNet,
     FixedReshapeNet,
     HandFlattenNet,
@@ -14,11 +19,6 @@ from compress_models import (
     digits_model,
     tiny,
 )
-
-from edgepack.errors import CompressionError
-from edgepack.stages import prune
-from edgepack.stages.base import StageContext
-from edgepack.stages.prune import PruneMethod, PruneSpec, parse_prune_spec
 
 
 @pytest.fixture
