@@ -19,7 +19,7 @@ import re
 import types
 import typing
 from enum import Enum
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, Literal, TypeVar, cast, get_args, get_origin
 
 T = TypeVar("T")
 
@@ -96,7 +96,7 @@ def _bounds(meta: Any, value: Any, loc: str, problems: list[str]) -> None:
 
 
 @functools.cache
-def _hints(cls: type) -> dict[str, Any]:
+def _hints(cls: Any) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
@@ -105,7 +105,7 @@ def _build(cls: type[T], data: Any, loc: str, problems: list[str]) -> T:
     if not isinstance(data, dict):
         problems.append(f"'{loc or '<root>'}': expected a table, got {type(data).__name__}")
         data = {}
-    hints = _hints(cls)
+    hints = _hints(cast(Any, cls))
     fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
     keys = {f.metadata.get("key", f.name): f for f in fields}
     for k in data:
