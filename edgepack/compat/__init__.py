@@ -6,11 +6,20 @@ into the package manifest under ``"compat"``.
 """
 
 from edgepack.compat.engine import check, check_model, evaluate_op
-from edgepack.compat.report import CompatReport, OpPlacement, Placement, Reason, TableResult
+from edgepack.compat.report import (
+    CompatReport,
+    FullDelegationError,
+    OpPlacement,
+    Placement,
+    Reason,
+    TableResult,
+    require_full_delegation,
+)
 from edgepack.compat.rules import RuleTable, available_rules, load_table
 
 __all__ = [
     "CompatReport",
+    "FullDelegationError",
     "OpPlacement",
     "Placement",
     "Reason",
@@ -21,4 +30,5 @@ __all__ = [
     "check_model",
     "evaluate_op",
     "load_table",
+    "require_full_delegation",
 ]

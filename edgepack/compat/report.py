@@ -6,6 +6,17 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from edgepack.errors import CompatibilityError
+
+
+class FullDelegationError(CompatibilityError):
+    """The target requires every op on its accelerator and the model does not get there.
+
+    Exit code 3, like the other release gates: the input is valid, the model fails a gate.
+    """
+
+    exit_code = 3
+
 
 class Placement(str, Enum):
     ACCELERATOR = "accelerator"
@@ -165,3 +176,21 @@ class CompatReport:
             "fully_delegated": self.fully_delegated,
             "results": {r.rules: r.to_dict() for r in self.results},
         }
+
+
+def require_full_delegation(report: CompatReport, target: str) -> None:
+    """Raise :class:`FullDelegationError` unless every op runs on the accelerator."""
+    for r in report.results:
+        if r.fully_delegated:
+            continue
+        cpu = r.cpu_ops
+        first = cpu[0]
+        reason = first.reason.value if first.reason else "cpu"
+        share = "n/a" if r.mac_share is None else f"{100 * r.mac_share:.1f}%"
+        raise FullDelegationError(
+            f"target '{target}' requires full delegation to {r.accelerator}, but "
+            f"{len(cpu)} of {len(r.ops)} ops fall back to the CPU (first: op {first.index} "
+            f"{first.op}: {reason}; MACs on the accelerator: {share})",
+            f"run `edgepack check MODEL --target {target}` for the per-op table; replace or move "
+            "the unsupported ops, or use a target without compat.require_full_delegation",
+        )
