@@ -161,3 +161,45 @@ def test_int16x8_gets_no_xnnpack(models):
     r = check(models["digits_int16x8"], ["xnnpack"]).result("xnnpack")
     assert r.mac_share == 0.0
     assert r.ops[1].reason is Reason.DTYPE and r.ops[1].detail.startswith("INT16 tensor")
+
+
+def _log_placement(name: str) -> dict[str, bool]:
+    """op type -> mapped? from a real compiler log (an op type with mixed rows is excluded)."""
+    from edgepack.compat.edgetpu_log import parse_compiler_log
+
+    text = (Path(__file__).parent / "fixtures" / "edgetpu_compiler" / name).read_text()
+    log = parse_compiler_log(text)
+    mapped, not_mapped = set(log["mapped"]), set(log["not_mapped"])
+    return {op: op in mapped for op in (mapped ^ not_mapped)}
+
+
+@pytest.mark.parametrize(
+    ("model", "log", "shared"),
+    [
+        # float I/O: QUANTIZE in front and DEQUANTIZE behind stay on the CPU in both
+        (
+            "mnist_f32io",
+            "nrf20_mnist4.log",
+            {"QUANTIZE", "CONV_2D", "MAX_POOL_2D", "FULLY_CONNECTED", "SOFTMAX", "DEQUANTIZE"},
+        ),
+        # integer I/O: everything maps in both
+        (
+            "mnist_int8io",
+            "nrf20_mnist7.log",
+            {"CONV_2D", "MAX_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"},
+        ),
+    ],
+)
+def test_preflight_agrees_with_real_compiler_logs(models, model, log, shared):
+    """The fixture model rebuilds the op sequence of the logged MNIST net (its first conv has
+    one input channel, which the converter emits as DEPTHWISE_CONV_2D, and its 1x1 flatten
+    needs no RESHAPE: those two types are not shared). Every shared op type must be placed as
+    the compiler placed it."""
+    r = check(models[model], ["edgetpu"]).result("edgetpu")
+    predicted: dict[str, set[bool]] = {}
+    for o in r.ops:
+        predicted.setdefault(o.op, set()).add(o.placement is Placement.ACCELERATOR)
+    real = _log_placement(log)
+    assert set(predicted) & set(real) == shared
+    for op in shared:
+        assert predicted[op] == {real[op]}, op
