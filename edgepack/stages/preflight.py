@@ -34,7 +34,7 @@ def summary(report: CompatReport) -> dict[str, Any]:
 
 
 def run(model: TFLiteArtifact, profile: TargetProfile, ctx: StageContext) -> CompatReport:
-    rules = list(profile.compat.rules)
+    rules = [str(r) for r in profile.compat.rules]
     with ctx.timed() as elapsed:
         ctx.progress(f"preflight: {model.path.name} against {', '.join(rules) or 'no rules'}")
         report = check(model.path, rules)
