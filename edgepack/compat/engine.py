@@ -69,7 +69,8 @@ def _check_dtypes(table: RuleTable, model: ModelInfo, op: Operator) -> Verdict:
             if t.dtype in FLOATS and not any(a in FLOATS for a in table.const_dtypes):
                 return Reason.NOT_QUANTIZED, f"{t.dtype} constant {_tname(t)}"
             return Reason.DTYPE, f"{t.dtype} constant {_tname(t)}"
-    if table.reject_hybrid and any(t.dtype in FLOATS for t in runtime):
+    hybrid_ok = bool(rule.get("allow_hybrid", False))
+    if table.reject_hybrid and not hybrid_ok and any(t.dtype in FLOATS for t in runtime):
         weights = [t for t in consts if t.dtype in ("INT8", "INT4") and t.quantization.scales]
         if weights:
             return (

@@ -59,6 +59,7 @@ OP_KEYS = frozenset(
         "no_1x1_strided_pool",  # 1x1 pooling with a stride > 1 is not supported
         "allowed_axes",  # reduction axes allowed (lists, order-sensitive)
         "same_signedness",  # QUANTIZE between integer types must keep signedness
+        "allow_hybrid",  # int8 weights with float activations are fine (table reject_hybrid)
         "warning",  # supported, but worth a note in the report
     }
 )

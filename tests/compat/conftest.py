@@ -238,3 +238,18 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         _samples((1, 32, 32, 1)),
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def dynamic_range_mobilenet(
+    models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The MobileNetV2-style float model quantized dynamic-range (int8 weights, float
+    activations) with ai-edge-quantizer's dynamic_wi8_afp32 recipe."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    out = tmp_path_factory.mktemp("compat_dr") / "mobilenet_dynamic_range.tflite"
+    q = quantizer.Quantizer(str(models["mobilenet_float"]))
+    q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+    q.quantize().export_model(str(out), overwrite=True)
+    return out

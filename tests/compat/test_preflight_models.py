@@ -203,3 +203,17 @@ def test_preflight_agrees_with_real_compiler_logs(models, model, log, shared):
     assert set(predicted) & set(real) == shared
     for op in shared:
         assert predicted[op] == {real[op]}, op
+
+
+def test_xnnpack_dynamic_range_splits_into_many_partitions(dynamic_range_mobilenet):
+    """Dynamic-range DEPTHWISE_CONV_2D has no XNNPACK kernel (dynamic-range CONV_2D and
+    FULLY_CONNECTED do, measured): each depthwise conv cuts the graph."""
+    r = check(dynamic_range_mobilenet, ["xnnpack"]).result("xnnpack")
+    assert [(o.index, o.op) for o in r.cpu_ops] == [
+        (3, "DEPTHWISE_CONV_2D"), (8, "DEPTHWISE_CONV_2D"), (11, "DEPTHWISE_CONV_2D"),
+        (16, "DEPTHWISE_CONV_2D"), (19, "DEPTHWISE_CONV_2D"),
+    ]  # fmt: skip
+    assert all(o.detail.startswith("dynamic-range op: INT8 weights") for o in r.cpu_ops)
+    assert r.partitions == 6 == real_xnnpack_partitions(dynamic_range_mobilenet)
+    assert r.split_index == 3
+    assert r.mac_share == 0.886374
