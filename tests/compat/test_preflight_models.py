@@ -55,6 +55,8 @@ def test_layout_fix_nhwc_has_no_transpose_and_nchw_digits_reshapes(models):
     nchw = read_model(models["digits_nchw_uint8"]).op_counts()
     assert "TRANSPOSE" not in nhwc and "RESHAPE" not in nhwc
     assert "TRANSPOSE" not in nchw and nchw["RESHAPE"] == 1
+    nchw_tpu = check(models["digits_nchw_uint8"], ["edgetpu"]).result("edgetpu")
+    assert nchw_tpu.fully_delegated and nchw_tpu.ops[1].op == "RESHAPE"
     assert "TRANSPOSE" not in read_model(models["mobilenet_uint8"]).op_counts()
     assert read_model(models["mobilenet_nchw_uint8"]).op_counts()["TRANSPOSE"] == 1
     r = check(models["mobilenet_nchw_uint8"], ["edgetpu"]).result("edgetpu")
@@ -70,7 +72,7 @@ def test_mobilenet_v2_style_maps_fully(models):
     r = check(models["mobilenet_uint8"], ["edgetpu"]).result("edgetpu")
     counts = read_model(models["mobilenet_uint8"]).op_counts()
     assert counts["ADD"] == 3 and counts["DEPTHWISE_CONV_2D"] == 5
-    assert r.fully_delegated
+    assert r.fully_delegated and len(r.ops) == 27
     assert (r.partitions, r.split_index, r.mac_share) == (1, None, 1.0)
     assert r.macs_total == 1_419_392
 
