@@ -28,7 +28,11 @@ def register(app: typer.Typer) -> None:
         ),
         json_: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
-        """Predict which ops run on the target's accelerator and where the graph splits."""
+        """Predict which ops run on the target's accelerator and where the graph splits.
+
+        Exit 0: report printed; 3: the target requires full delegation and an op falls back
+        to the CPU; 2: bad input (file, target, rules).
+        """
         from edgepack.compat import available_rules, check, require_full_delegation
         from edgepack.errors import UsageError
         from edgepack.targets import load_target
