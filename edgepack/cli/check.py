@@ -30,8 +30,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Predict which ops run on the target's accelerator and where the graph splits.
 
-        Exit 0: report printed; 3: the target requires full delegation and an op falls back
-        to the CPU; 2: bad input (file, target, rules).
+        Exit codes: 0 printed, 3 full delegation required but not met, 2 bad input.
         """
         from edgepack.compat import available_rules, check, require_full_delegation
         from edgepack.errors import UsageError
