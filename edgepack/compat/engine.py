@@ -177,6 +177,11 @@ def _check_op(table: RuleTable, model: ModelInfo, op: Operator) -> Verdict:
         strides = model.tensors[op.inputs[3]].int_data
         if not strides or any(s != 1 for s in strides):
             return Reason.PARAM, f"strides {list(strides) or 'not constant'} (must be all 1)"
+    unmapped = rule.get("unmapped_perms")
+    if unmapped and len(op.inputs) > 1 and op.inputs[1] >= 0:
+        perm = list(model.tensors[op.inputs[1]].int_data)
+        if perm in unmapped:
+            return Reason.PARAM, f"permutation {perm} (an NCHW/NHWC layout change) is not mapped"
     if rule.get("const_input_zero_pad"):
         consts = [t for t in ins if t.is_constant]
         if consts and len(ins) != 2:

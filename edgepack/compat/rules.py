@@ -60,6 +60,7 @@ OP_KEYS = frozenset(
         "allowed_axes",  # reduction axes allowed (lists, order-sensitive)
         "same_signedness",  # QUANTIZE between integer types must keep signedness
         "allow_hybrid",  # int8 weights with float activations are fine (table reject_hybrid)
+        "unmapped_perms",  # TRANSPOSE permutations the accelerator leaves on the CPU
         "warning",  # supported, but worth a note in the report
     }
 )

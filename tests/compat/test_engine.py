@@ -172,3 +172,21 @@ def test_xnnpack_counts_every_run_as_a_partition():
     r = check_model(g.model([x], [d]), load_table("xnnpack"))
     assert r.partitions == 2 and [o.partition for o in r.ops] == [0, None, None, 1]
     assert r.split_index == 1
+
+
+@pytest.mark.parametrize(
+    ("perm", "placement"),
+    [
+        ((0, 2, 3, 1), Placement.CPU),
+        ((0, 3, 1, 2), Placement.CPU),
+        ((0, 2, 1, 3), Placement.ACCELERATOR),
+    ],
+)
+def test_edgetpu_layout_transposes_stay_on_cpu(perm, placement):
+    g = Graph()
+    x = g.t((1, 4, 8, 8))
+    y = g.t(tuple((1, 4, 8, 8)[p] for p in perm))
+    g.op("TRANSPOSE", [x, g.t((4,), "INT32", True, perm)], [y])
+    r = check_model(g.model([x], [y]), load_table("edgetpu"))
+    assert r.ops[0].placement is placement
+    assert len(r.warnings) == (placement is Placement.ACCELERATOR)
