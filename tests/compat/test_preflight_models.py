@@ -139,7 +139,7 @@ def test_gpu_flags_argmax_in_a_float_model(models):
 def test_gpu_rejects_integer_models(models):
     r = check(models["digits_nhwc_uint8"], ["gpu"]).result("gpu")
     assert r.ops[1].reason is Reason.DTYPE and "INT8" in r.ops[1].detail
-    assert r.mac_share == 0.0
+    assert r.mac_share == 0.0 and r.partitions == 0
 
 
 @pytest.mark.parametrize(
