@@ -207,6 +207,8 @@ def _check_op(table: RuleTable, model: ModelInfo, op: Operator) -> Verdict:
 
 def evaluate_op(table: RuleTable, model: ModelInfo, op: Operator) -> Verdict:
     """Why ``op`` cannot run on the table's accelerator, or None if it can."""
+    if op.op.startswith("CUSTOM:") and op.op[len("CUSTOM:") :] in table.custom_ops:
+        return None  # already compiled for this accelerator
     if op.op not in table.ops:
         return Reason.OP_NOT_SUPPORTED, f"{op.op} is not in the {table.accelerator} op table"
     return (

@@ -79,6 +79,7 @@ TABLE_KEYS = frozenset(
         "innermost_nonunit_dims",
         "max_rank",
         "reject_hybrid",
+        "custom_ops",
     }
 )
 
@@ -107,6 +108,7 @@ class RuleTable:
     innermost_nonunit_dims: int  # 0: no such limit
     max_rank: int  # 0: no limit
     reject_hybrid: bool
+    custom_ops: tuple[str, ...] = ()  # custom op codes the accelerator runs (precompiled)
     ops: dict[str, OpRule] = field(default_factory=dict, compare=False)
 
     def describe(self) -> dict[str, str]:
@@ -168,6 +170,7 @@ def parse_table(text: str, name: str) -> RuleTable:
         innermost_nonunit_dims=int(meta.get("innermost_nonunit_dims", 0)),
         max_rank=int(meta.get("max_rank", 0)),
         reject_hybrid=bool(meta.get("reject_hybrid", False)),
+        custom_ops=tuple(meta.get("custom_ops", ())),
         ops=ops,
     )
 

@@ -190,3 +190,17 @@ def test_edgetpu_layout_transposes_stay_on_cpu(perm, placement):
     r = check_model(g.model([x], [y]), load_table("edgetpu"))
     assert r.ops[0].placement is placement
     assert len(r.warnings) == (placement is Placement.ACCELERATOR)
+
+
+def test_a_compiled_edgetpu_model_reports_the_custom_op_on_the_tpu():
+    g = Graph()
+    x = g.t((1, 8, 8, 4), "UINT8")
+    y = g.t((1, 10), "UINT8")
+    g.op("CUSTOM:edgetpu-custom-op", [x], [y])
+    z = g.t((1, 10), "FLOAT32")
+    g.op("DEQUANTIZE", [y], [z])
+    r = check_model(g.model([x], [z]), load_table("edgetpu"))
+    assert [o.placement for o in r.ops] == [Placement.ACCELERATOR, Placement.CPU]
+    assert r.partitions == 1 and r.split_index == 1
+    other = check_model(g.model([x], [z]), load_table("xnnpack"))
+    assert other.ops[0].reason is Reason.OP_NOT_SUPPORTED
