@@ -33,8 +33,8 @@ def harness_path() -> Path:
 
     here = Path(__file__).resolve()
     candidates = [
+        here.parents[1] / "_data" / "devices" / HARNESS_FILE,  # inside a wheel
         here.parents[2] / "devices" / HARNESS_FILE,  # source checkout / editable install
-        here.parent / "_devices" / HARNESS_FILE,  # wheels may ship a copy here
     ]
     for path in candidates:
         if path.is_file():
