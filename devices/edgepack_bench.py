@@ -137,7 +137,7 @@ def thermal_zones():
         if celsius is None:
             continue
         kind = _read(os.path.join(base, name, "type")) or name
-        key = kind if kind not in out else "%s:%s" % (kind, name)
+        key = kind if kind not in out else f"{kind}:{name}"
         out[key] = round(celsius, 1)
     return out
 
@@ -225,7 +225,7 @@ def import_numpy():
         if not tflite_rt and not _has_module("ai_edge_litert") and not _has_module("tensorflow"):
             hint = install_hint() if "numpy" in install_hint() else install_hint() + " numpy"
         raise HarnessError(
-            "numpy is not installed for %s (%s)" % (sys.executable, exc), hint, EXIT_MISSING
+            f"numpy is not installed for {sys.executable} ({exc})", hint, EXIT_MISSING
         ) from exc
     return numpy
 
@@ -267,7 +267,7 @@ def import_runtime(np):
         )
     except ImportError as exc:
         if _has_module("ai_edge_litert"):
-            problems.append("ai_edge_litert: %s" % exc)
+            problems.append(f"ai_edge_litert: {exc}")
     try:
         mod = importlib.import_module("tflite_runtime.interpreter")
         top = importlib.import_module("tflite_runtime")
@@ -280,11 +280,10 @@ def import_runtime(np):
         )
     except (ImportError, AttributeError) as exc:
         if _has_module("tflite_runtime"):
-            problems.append("tflite_runtime: %s" % exc)
+            problems.append(f"tflite_runtime: {exc}")
             if int(np.__version__.split(".")[0]) >= 2:
                 raise HarnessError(
-                    "tflite_runtime cannot load with numpy %s (it was built for numpy 1.x)"
-                    % np.__version__,
+                    f"tflite_runtime cannot load with numpy {np.__version__} (it was built for numpy 1.x)",
                     "pip install 'numpy<2'  (or: pip install ai-edge-litert)",
                     EXIT_MISSING,
                 ) from exc
@@ -300,11 +299,10 @@ def import_runtime(np):
         )
     except (ImportError, AttributeError) as exc:
         if _has_module("tensorflow"):
-            problems.append("tensorflow: %s" % exc)
+            problems.append(f"tensorflow: {exc}")
     detail = ("; ".join(problems)) if problems else "none of them is installed"
     raise HarnessError(
-        "no TFLite runtime for %s (tried ai_edge_litert, tflite_runtime, tensorflow.lite: %s)"
-        % (sys.executable, detail),
+        f"no TFLite runtime for {sys.executable} (tried ai_edge_litert, tflite_runtime, tensorflow.lite: {detail})",
         install_hint(),
         EXIT_MISSING,
     )
@@ -368,7 +366,7 @@ def make_inputs(np, interp, input_path):
             loaded = np.load(input_path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise HarnessError(
-                "cannot read input data %s: %s" % (input_path, exc),
+                f"cannot read input data {input_path}: {exc}",
                 "pass a .npy (one input) or .npz (one array per input) file",
                 EXIT_USAGE,
             ) from exc
@@ -396,8 +394,7 @@ def make_inputs(np, interp, input_path):
                 x = loaded[keys[pos]]
             else:
                 raise HarnessError(
-                    "input data has %d arrays, the model has %d inputs"
-                    % (len(keys), len(details)),
+                    "input data has %d arrays, the model has %d inputs" % (len(keys), len(details)),
                     "store one array per model input in the .npz",
                     EXIT_USAGE,
                 )
@@ -502,9 +499,12 @@ def build_interpreter(rt, graph, threads, delegate):
                 "with --delegate",
             }
             raise HarnessError(
-                "cannot load the %s delegate from %s: %s" % (delegate, library, exc),
-                hints.get(delegate, "check that the file is a TFLite external delegate "
-                "built for this machine's architecture"),
+                f"cannot load the {delegate} delegate from {library}: {exc}",
+                hints.get(
+                    delegate,
+                    "check that the file is a TFLite external delegate "
+                    "built for this machine's architecture",
+                ),
             ) from exc
         kwargs["experimental_delegates"] = [loaded]
     try:
@@ -512,7 +512,7 @@ def build_interpreter(rt, graph, threads, delegate):
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise HarnessError(
-            "the runtime cannot load %s: %s" % (os.path.basename(graph), exc),
+            f"the runtime cannot load {os.path.basename(graph)}: {exc}",
             "check that the model was built for this runtime version and delegate",
         ) from exc
     return interp, library
@@ -521,15 +521,16 @@ def build_interpreter(rt, graph, threads, delegate):
 def run_benchmark(args, np, rt, doc):
     graph = args.graph
     if not os.path.isfile(graph):
-        raise HarnessError("model file not found: %s" % graph, "pass --graph model.tflite",
-                           EXIT_USAGE)
+        raise HarnessError(
+            f"model file not found: {graph}", "pass --graph model.tflite", EXIT_USAGE
+        )
     doc["model"] = {"sha256": sha256_file(graph), "bytes": os.path.getsize(graph)}
     if args.pin_cores:
         try:
             os.sched_setaffinity(0, set(args.pin_cores))
         except (AttributeError, OSError) as exc:
             raise HarnessError(
-                "cannot pin to cores %s: %s" % (args.pin_cores, exc),
+                f"cannot pin to cores {args.pin_cores}: {exc}",
                 "pass CPU numbers that exist on this device",
                 EXIT_USAGE,
             ) from exc
@@ -541,7 +542,7 @@ def run_benchmark(args, np, rt, doc):
     doc["delegate"]["library"] = library
 
     details, arrays = make_inputs(np, interp, args.input_data)
-    for d, x in zip(details, arrays):
+    for d, x in zip(details, arrays):  # noqa: B905 - zip(strict=) needs Python 3.10
         interp.set_tensor(d["index"], x)
 
     invoke = interp.invoke
@@ -577,7 +578,7 @@ def run_benchmark(args, np, rt, doc):
             )
     elif taken == 0:
         doc["warnings"].append(
-            "the %s delegate was requested but took no node of the graph" % requested
+            f"the {requested} delegate was requested but took no node of the graph"
         )
 
     latencies = []
@@ -594,8 +595,7 @@ def run_benchmark(args, np, rt, doc):
         if elapsed >= max_s:
             if len(latencies) < runs:
                 doc["warnings"].append(
-                    "stopped after %d of %d runs at --max_secs %s"
-                    % (len(latencies), runs, max_s)
+                    "stopped after %d of %d runs at --max_secs %s" % (len(latencies), runs, max_s)
                 )
             break
     doc["latencies_ms"] = [round(x, 6) for x in latencies]
@@ -603,8 +603,11 @@ def run_benchmark(args, np, rt, doc):
     doc["wall_s"] = round(clock() - start, 6)
     out = interp.get_output_details()
     doc["outputs"] = [
-        {"name": o.get("name"), "shape": [int(s) for s in o["shape"]],
-         "dtype": np.dtype(o["dtype"]).name}
+        {
+            "name": o.get("name"),
+            "shape": [int(s) for s in o["shape"]],
+            "dtype": np.dtype(o["dtype"]).name,
+        }
         for o in out
     ]
 
@@ -708,9 +711,9 @@ def main(argv=None):
         doc["errors"].append(err.message)
         doc["hint"] = err.hint
         code = err.code
-        sys.stderr.write("edgepack_bench: error: %s\n" % err.message)
+        sys.stderr.write(f"edgepack_bench: error: {err.message}\n")
         if err.hint:
-            sys.stderr.write("edgepack_bench: hint: %s\n" % err.hint)
+            sys.stderr.write(f"edgepack_bench: hint: {err.hint}\n")
     doc["thermal"]["after"] = thermal_zones()
     doc["thermal"]["throttled"] = throttled_state()
     doc["memory"]["peak_rss_mb"] = peak_rss_mb()
