@@ -283,7 +283,8 @@ def import_runtime(np):
             problems.append(f"tflite_runtime: {exc}")
             if int(np.__version__.split(".")[0]) >= 2:
                 raise HarnessError(
-                    f"tflite_runtime cannot load with numpy {np.__version__} (it was built for numpy 1.x)",
+                    f"tflite_runtime cannot load with numpy {np.__version__} "
+                    "(it was built for numpy 1.x)",
                     "pip install 'numpy<2'  (or: pip install ai-edge-litert)",
                     EXIT_MISSING,
                 ) from exc
@@ -302,7 +303,8 @@ def import_runtime(np):
             problems.append(f"tensorflow: {exc}")
     detail = ("; ".join(problems)) if problems else "none of them is installed"
     raise HarnessError(
-        f"no TFLite runtime for {sys.executable} (tried ai_edge_litert, tflite_runtime, tensorflow.lite: {detail})",
+        f"no TFLite runtime for {sys.executable} "
+        f"(tried ai_edge_litert, tflite_runtime, tensorflow.lite: {detail})",
         install_hint(),
         EXIT_MISSING,
     )
@@ -394,14 +396,14 @@ def make_inputs(np, interp, input_path):
                 x = loaded[keys[pos]]
             else:
                 raise HarnessError(
-                    "input data has %d arrays, the model has %d inputs" % (len(keys), len(details)),
+                    f"input data has {len(keys)} arrays, the model has {len(details)} inputs",
                     "store one array per model input in the .npz",
                     EXIT_USAGE,
                 )
         else:
             if len(details) != 1:
                 raise HarnessError(
-                    "a .npy file holds one array, the model has %d inputs" % len(details),
+                    f"a .npy file holds one array, the model has {len(details)} inputs",
                     "use a .npz with one array per model input",
                     EXIT_USAGE,
                 )
@@ -410,8 +412,8 @@ def make_inputs(np, interp, input_path):
             x = x[: shape[0]]  # a stack of samples: use the first batch
         if tuple(x.shape) != shape:
             raise HarnessError(
-                "input data for input %d has shape %s, the model wants %s"
-                % (pos, list(x.shape), list(shape)),
+                f"input data for input {pos} has shape {list(x.shape)}, "
+                f"the model wants {list(shape)}",
                 "save an array of exactly the model's input shape",
                 EXIT_USAGE,
             )
@@ -595,7 +597,7 @@ def run_benchmark(args, np, rt, doc):
         if elapsed >= max_s:
             if len(latencies) < runs:
                 doc["warnings"].append(
-                    "stopped after %d of %d runs at --max_secs %s" % (len(latencies), runs, max_s)
+                    f"stopped after {len(latencies)} of {runs} runs at --max_secs {max_s}"
                 )
             break
     doc["latencies_ms"] = [round(x, 6) for x in latencies]

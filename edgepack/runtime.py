@@ -26,7 +26,9 @@ def make_interpreter(
     else:
         kwargs["model_path"] = str(model)
     if not xnnpack:
-        kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        kwargs["experimental_op_resolver_type"] = (
+            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
     if preserve:
         kwargs["experimental_preserve_all_tensors"] = True
     interp = Interpreter(**kwargs)

@@ -31,9 +31,7 @@ def register(app: typer.Typer) -> None:
             )
             for p in profiles
         ]
-        echo_table(
-            ["target", "arch", "quantization", "io", "delegate", "bench", "description"], rows
-        )
+        echo_table(["target", "arch", "quantization", "io", "delegate", "bench", "description"], rows)
 
     @sub.command("show")
     def show(
