@@ -1,0 +1,189 @@
+"""Fixtures of the bench tests: a tiny converted model, packages, and a REAL sshd on loopback.
+
+The sshd fixture starts ``/usr/sbin/sshd -D`` on 127.0.0.1 with its own host key, config,
+authorized_keys and a known_hosts file for the client. Without sshd the tests FAIL (they are
+never skipped): run scripts/install-system-deps.sh first.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edgepack.manifest import sha256_file
+from edgepack.targets import load_target
+
+SSHD = "/usr/sbin/sshd"
+
+
+def convert_tiny(path: Path, seed: int = 0) -> Path:
+    """A tiny conv net converted with litert-torch (fixed seed)."""
+    import litert_torch
+    import torch
+
+    torch.manual_seed(seed)
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3)
+            self.fc = torch.nn.Linear(8, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.relu(self.conv(x)).mean(dim=(2, 3))
+            return torch.softmax(self.fc(y), -1)
+
+    litert_torch.convert(Tiny().eval(), (torch.randn(1, 3, 16, 16),)).export(str(path))
+    return path
+
+
+def make_package(root: Path, model: Path, target: str, name: str = "tiny") -> Path:
+    """A package folder with the manifest keys `edgepack bench` relies on (schema 1)."""
+    pkg = root / f"{name}-{target}"
+    pkg.mkdir(parents=True)
+    shutil.copy(model, pkg / "model.tflite")
+    profile = load_target(target)
+    manifest = {
+        "schema_version": 1,
+        "name": name,
+        "model_file": "model.tflite",
+        "target": {"name": profile.name, "sha256": profile.sha256, "profile": profile.to_dict()},
+        "files": {
+            "model.tflite": {
+                "sha256": sha256_file(pkg / "model.tflite"),
+                "bytes": (pkg / "model.tflite").stat().st_size,
+            }
+        },
+    }
+    (pkg / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return pkg
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return convert_tiny(tmp_path_factory.mktemp("model") / "tiny.tflite")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Sshd:
+    port: int
+    user: str
+    identity: Path  # client private key
+    known_hosts: Path  # has the server's host key
+    host_pub: str  # the server's public host key line
+    ssh_config: Path  # client config with Host alias "benchbox"
+    home: Path  # a HOME with .ssh/config + known_hosts for CLI tests
+
+    @property
+    def address(self) -> str:
+        return f"{self.user}@127.0.0.1:{self.port}"
+
+
+def _keygen(path: Path) -> None:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    if not os.access(SSHD, os.X_OK) or shutil.which("ssh-keygen") is None:
+        pytest.fail(
+            f"{SSHD} (openssh-server) is missing: the SSH tests need a real sshd. "
+            "Run scripts/install-system-deps.sh (as root) once on this machine.",
+            pytrace=False,
+        )
+    d = tmp_path_factory.mktemp("sshd")
+    host_key, client_key = d / "host_ed25519", d / "client_ed25519"
+    _keygen(host_key)
+    _keygen(client_key)
+    (d / "authorized_keys").write_text((d / "client_ed25519.pub").read_text())
+    port = free_port()
+    config = d / "sshd_config"
+    config.write_text(
+        "\n".join(
+            [
+                f"Port {port}",
+                "ListenAddress 127.0.0.1",
+                f"HostKey {host_key}",
+                f"PidFile {d / 'sshd.pid'}",
+                f"AuthorizedKeysFile {d / 'authorized_keys'}",
+                "StrictModes no",
+                "PubkeyAuthentication yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "UsePAM no",
+                "PermitRootLogin prohibit-password",
+                "Subsystem sftp internal-sftp",
+                "MaxSessions 50",
+                "MaxStartups 50:30:100",
+                "LogLevel ERROR",
+                "",
+            ]
+        )
+    )
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
+    log = open(d / "sshd.log", "wb")  # noqa: SIM115 - stays open while sshd runs
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                log.close()
+                pytest.fail(
+                    f"sshd did not start: {(d / 'sshd.log').read_text()[-2000:]}", pytrace=False
+                )
+            time.sleep(0.05)
+    host_pub = (d / "host_ed25519.pub").read_text().split()
+    known_hosts = d / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    user = getpass.getuser()
+    ssh_config = d / "ssh_config"
+    ssh_config.write_text(
+        f"Host benchbox\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n"
+        f"  IdentityFile {client_key}\n  UserKnownHostsFile {known_hosts}\n"
+    )
+    home = d / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    shutil.copy(ssh_config, home / ".ssh" / "config")
+    shutil.copy(known_hosts, home / ".ssh" / "known_hosts")
+    try:
+        yield Sshd(
+            port=port,
+            user=user,
+            identity=client_key,
+            known_hosts=known_hosts,
+            host_pub=f"{host_pub[0]} {host_pub[1]}",
+            ssh_config=ssh_config,
+            home=home,
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
