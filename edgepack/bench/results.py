@@ -229,7 +229,7 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("mean +- std", f"{fmt_ms(s.get('mean_ms'))} +- {fmt_ms(s.get('std_ms'))} ms"),
         (
             "min / p50 / p90",
-            f"{_fmt(s.get('min_ms'))} / {_fmt(s.get('p50_ms'))} / {_fmt(s.get('p90_ms'))} ms",
+            f"{fmt_ms(s.get('min_ms'))} / {fmt_ms(s.get('p50_ms'))} / {fmt_ms(s.get('p90_ms'))} ms",
         ),
         ("p99 / max", f"{fmt_ms(s.get('p99_ms'))} / {fmt_ms(s.get('max_ms'))} ms"),
         ("throughput", _fmt(s.get("throughput_ips"), " inf/s", 1)),
