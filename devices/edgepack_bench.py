@@ -223,7 +223,7 @@ def import_numpy():
         tflite_rt = _has_module("tflite_runtime")
         hint = install_hint(numpy_only=True, numpy_below_2=tflite_rt)
         if not tflite_rt and not _has_module("ai_edge_litert") and not _has_module("tensorflow"):
-            hint = install_hint() if "numpy" in install_hint() else install_hint() + " numpy"
+            hint = install_hint()  # the runtime's wheel brings a numpy it works with
         raise HarnessError(
             f"numpy is not installed for {sys.executable} ({exc})", hint, EXIT_MISSING
         ) from exc
