@@ -47,17 +47,25 @@ def convert_tiny(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def make_package(root: Path, model: Path, target: str, name: str = "tiny") -> Path:
-    """A package folder with the manifest keys `edgepack bench` relies on (schema 1)."""
+def make_package(
+    root: Path, model: Path, target: str, name: str = "tiny", device_python: str | None = None
+) -> Path:
+    """A package folder with the manifest keys `edgepack bench` relies on (schema 1).
+
+    ``device_python`` sets the profile's runtime.python (the device's interpreter): the
+    loopback "device" runs the harness with this test session's Python.
+    """
     pkg = root / f"{name}-{target}"
     pkg.mkdir(parents=True)
     shutil.copy(model, pkg / "model.tflite")
-    profile = load_target(target)
+    profile = load_target(target).to_dict()
+    if device_python:
+        profile["runtime"]["python"] = device_python
     manifest = {
         "schema_version": 1,
         "name": name,
         "model_file": "model.tflite",
-        "target": {"name": profile.name, "sha256": profile.sha256, "profile": profile.to_dict()},
+        "target": {"name": target, "sha256": load_target(target).sha256, "profile": profile},
         "files": {
             "model.tflite": {
                 "sha256": sha256_file(pkg / "model.tflite"),
