@@ -1,0 +1,75 @@
+"""Fleets: devices.toml, target filtering, concurrent runs against the real sshd."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import free_port, make_package
+
+from edgepack.bench.fleet import load_fleet, select_devices
+from edgepack.cli import main
+from edgepack.errors import UsageError
+
+
+def write_fleet(path: Path, sshd, dead_port: int) -> Path:
+    entries = []
+    for name in ("pi-a", "pi-b", "pi-c"):
+        entries.append(
+            f'[[device]]\nname = "{name}"\ntarget = "rpi4"\ntransport = "ssh"\n'
+            f'address = "{sshd.user}@127.0.0.1"\nport = {sshd.port}\n'
+            f'identity = "{sshd.identity}"\npython = "{sys.executable}"\n'
+        )
+    entries.append(
+        f'[[device]]\nname = "pi-dead"\ntarget = "rpi4"\ntransport = "ssh"\n'
+        f'address = "{sshd.user}@127.0.0.1:{dead_port}"\nidentity = "{sshd.identity}"\n'
+    )
+    entries.append(  # another target: not benchmarked with an rpi4 package
+        '[[device]]\nname = "phone"\ntarget = "android-arm64"\ntransport = "adb"\n'
+        'serial = "R58M12345"\n'
+    )
+    path.write_text("\n".join(entries))
+    return path
+
+
+@pytest.mark.integration
+def test_fleet_three_ok_one_unreachable(sshd, tiny_tflite, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(sshd.home))  # known_hosts of the test sshd
+    pkg = make_package(tmp_path, tiny_tflite, "rpi4")
+    fleet = write_fleet(tmp_path / "devices.toml", sshd, free_port())
+    code = main(
+        ["bench", str(pkg), "--fleet", str(fleet), "--runs", "4", "--warmup-runs", "1", "--json"]
+    )
+    out = capsys.readouterr()
+    assert code == 4
+    doc = json.loads(out.out)
+    assert sorted(r["device"]["name"] for r in doc["results"]) == ["pi-a", "pi-b", "pi-c"]
+    assert all(r["harness"]["stats"]["count"] == 4 for r in doc["results"])
+    assert [f["device"] for f in doc["failures"]] == ["pi-dead"]
+    assert "connection refused" in doc["failures"][0]["error"]
+    assert "error: 1 of 4 devices failed: pi-dead" in out.err
+    saved = sorted(p.name.split("-2026")[0] for p in (pkg / "bench").glob("*.json"))
+    assert len(saved) == 3 and all(s.startswith("rpi4-ssh-pi-") for s in saved)
+
+
+def test_fleet_file_validation(tmp_path) -> None:
+    p = tmp_path / "f.toml"
+    p.write_text(
+        '[[device]]\nname = "a"\ntarget = "rpi4"\ntransport = "ssh"\n'
+        '[[device]]\nname = "a"\ntarget = "rpi4"\ntransport = "telnet"\naddress = "x"\n'
+        'colour = "red"\n'
+    )
+    with pytest.raises(UsageError) as exc:
+        load_fleet(p)
+    msg = exc.value.message
+    assert "an ssh device needs an address" in msg
+    assert "transport" in msg and "colour" in msg and "duplicate device names: a" in msg
+
+
+def test_fleet_without_matching_target(tmp_path) -> None:
+    p = tmp_path / "f.toml"
+    p.write_text('[[device]]\nname = "a"\ntarget = "rpi5"\ntransport = "ssh"\naddress = "h"\n')
+    with pytest.raises(UsageError, match=r"no device in f\.toml has target 'rpi4'"):
+        select_devices(load_fleet(p), "rpi4", "f.toml")
