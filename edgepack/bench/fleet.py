@@ -88,7 +88,7 @@ def load_fleet(path: str | Path) -> list[FleetDevice]:
             for e in exc.errors():
                 loc = ".".join(str(x) for x in e["loc"]) or "device"
                 problems.append(f"device {label or i + 1}: {loc}: {e['msg']}")
-    names = [e.get("name") for e in entries if isinstance(e, dict) and e.get("name")]
+    names = [str(e["name"]) for e in entries if isinstance(e, dict) and e.get("name")]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         problems.append(f"duplicate device names: {', '.join(dupes)}")
