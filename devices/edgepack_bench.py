@@ -474,41 +474,45 @@ def summarize(latencies):
     }
 
 
-def build_interpreter(rt, graph, threads, delegate):
-    """Returns (interpreter, delegate_library_or_None)."""
-    kwargs = {"model_path": graph, "num_threads": threads}
-    library = None
-    if delegate == "none":
-        if rt.OpResolverType is not None:
-            kwargs["experimental_op_resolver_type"] = (
-                rt.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-            )
-    elif delegate == "nnapi":
+def delegate_library(delegate):
+    """The library an external delegate is loaded from, or None for xnnpack / none."""
+    if delegate in ("xnnpack", "none"):
+        return None
+    if delegate == "nnapi":
         raise HarnessError(
             "the NNAPI delegate is not available from Python",
             "benchmark Android devices with --serial (adb + benchmark_model)",
             EXIT_USAGE,
         )
-    elif delegate != "xnnpack":
-        library = {"edgetpu": EDGETPU_LIBRARY, "gpu": GPU_LIBRARY}.get(delegate, delegate)
-        try:
-            loaded = rt.load_delegate(library)
-        except (ValueError, OSError, RuntimeError) as exc:
-            hints = {
-                "edgetpu": "install the Edge TPU runtime (Debian package libedgetpu1-std) "
-                "and plug in the accelerator",
-                "gpu": "build or install libtensorflowlite_gpu_delegate.so and pass its path "
-                "with --delegate",
-            }
-            raise HarnessError(
-                f"cannot load the {delegate} delegate from {library}: {exc}",
-                hints.get(
-                    delegate,
-                    "check that the file is a TFLite external delegate "
-                    "built for this machine's architecture",
-                ),
-            ) from exc
-        kwargs["experimental_delegates"] = [loaded]
+    return {"edgetpu": EDGETPU_LIBRARY, "gpu": GPU_LIBRARY}.get(delegate, delegate)
+
+
+def load_external(rt, delegate, library):
+    try:
+        return rt.load_delegate(library)
+    except (ValueError, OSError, RuntimeError) as exc:
+        hints = {
+            "edgetpu": "install the Edge TPU runtime (Debian package libedgetpu1-std) "
+            "and plug in the accelerator",
+            "gpu": "build or install libtensorflowlite_gpu_delegate.so and pass its path "
+            "with --delegate",
+        }
+        raise HarnessError(
+            f"cannot load the {delegate} delegate from {library}: {exc}",
+            hints.get(
+                delegate,
+                "check that the file is a TFLite external delegate "
+                "built for this machine's architecture",
+            ),
+        ) from exc
+
+
+def new_interpreter(rt, graph, threads, delegates=None, defaults=True):
+    kwargs = {"model_path": graph, "num_threads": threads}
+    if not defaults and rt.OpResolverType is not None:
+        kwargs["experimental_op_resolver_type"] = rt.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if delegates:
+        kwargs["experimental_delegates"] = delegates
     try:
         interp = rt.Interpreter(**kwargs)
         interp.allocate_tensors()
@@ -517,7 +521,22 @@ def build_interpreter(rt, graph, threads, delegate):
             f"the runtime cannot load {os.path.basename(graph)}: {exc}",
             "check that the model was built for this runtime version and delegate",
         ) from exc
-    return interp, library
+    return interp
+
+
+def probe_external(rt, graph, threads, delegate, library):
+    """(total, delegated, partitions) of the external delegate ALONE.
+
+    The timed interpreter also gets the runtime's default delegate (XNNPACK) for the nodes
+    the external one leaves, as applications do; its node counts would mix the two. This
+    probe applies only the requested delegate to a throw-away interpreter.
+    """
+    if rt.OpResolverType is None:
+        return None
+    probe = new_interpreter(rt, graph, threads, [load_external(rt, delegate, library)], False)
+    facts = delegation_facts(_ops(probe))
+    del probe
+    return facts
 
 
 def run_benchmark(args, np, rt, doc):
@@ -538,8 +557,12 @@ def run_benchmark(args, np, rt, doc):
             ) from exc
     doc["memory"]["rss_before_load_mb"] = current_rss_mb()
 
+    library = delegate_library(args.delegate)
+    external = probe_external(rt, graph, args.num_threads, args.delegate, library) if library else None
+
     t0 = time.perf_counter()
-    interp, library = build_interpreter(rt, graph, args.num_threads, args.delegate)
+    loaded = [load_external(rt, args.delegate, library)] if library else None
+    interp = new_interpreter(rt, graph, args.num_threads, loaded, args.delegate != "none")
     doc["init_ms"] = round((time.perf_counter() - t0) * 1000.0, 6)
     doc["delegate"]["library"] = library
 
@@ -560,14 +583,22 @@ def run_benchmark(args, np, rt, doc):
     doc["warmup_mean_ms"] = round(sum(warm) / len(warm), 6) if warm else None
 
     # Delegation: nodes in the graph vs nodes taken by DELEGATE kernels (after the first
-    # invoke, when every lazily applied delegate is in place).
+    # invoke, when every lazily applied delegate is in place). "executed" counts every
+    # delegate of the timed graph (an external one plus the default XNNPACK for the rest).
     total, taken, parts = delegation_facts(_ops(interp))
+    doc["delegate"]["executed"] = {"delegated_nodes": taken, "partitions": parts}
     requested = args.delegate
+    if external is not None:
+        total, taken, parts = external
+    elif library:
+        doc["warnings"].append(
+            "this runtime cannot turn off its default delegate: the node counts include it"
+        )
     doc["delegate"].update(
         {
             "total_nodes": total,
             "delegated_nodes": taken if requested != "none" else 0,
-            "partitions": parts,
+            "partitions": parts if requested != "none" else 0,
             "applied": bool(taken) if taken is not None else None,
         }
     )

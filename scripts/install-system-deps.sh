@@ -1,7 +1,9 @@
 #!/bin/sh
 # System packages the test suite needs on a bare Debian/Ubuntu CI machine. Idempotent: it
 # installs only what is missing, so running it twice is cheap.
-#   - openssh-server: tests/bench start a real sshd on 127.0.0.1 (no systemd, no service).
+#   - openssh-server: tests/bench start a real sshd on 127.0.0.1 (no systemd, no service);
+#     it brings ssh-keygen (openssh-client) too.
+#   - gcc + libc6-dev: the tests compile a tiny TFLite external delegate (.so).
 # Run as root (or through sudo). Package indexes come from the machine's own apt sources.
 set -eu
 
@@ -12,9 +14,11 @@ fi
 
 missing=""
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
+command -v ssh-keygen >/dev/null 2>&1 || missing="$missing openssh-client"
+command -v cc >/dev/null 2>&1 || missing="$missing gcc libc6-dev"
 
 if [ -z "$missing" ]; then
-    echo "install-system-deps: nothing to do (sshd present)"
+    echo "install-system-deps: nothing to do (sshd, ssh-keygen and cc present)"
     exit 0
 fi
 

@@ -8,73 +8,18 @@ never skipped): run scripts/install-system-deps.sh first.
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from edgepack.manifest import sha256_file
-from edgepack.targets import load_target
+from bench_helpers import Sshd, build_passthrough_delegate, convert_tiny, free_port, keygen
 
 SSHD = "/usr/sbin/sshd"
-
-
-def convert_tiny(path: Path, seed: int = 0) -> Path:
-    """A tiny conv net converted with litert-torch (fixed seed)."""
-    import litert_torch
-    import torch
-
-    torch.manual_seed(seed)
-
-    class Tiny(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 8, 3)
-            self.fc = torch.nn.Linear(8, 4)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = torch.relu(self.conv(x)).mean(dim=(2, 3))
-            return torch.softmax(self.fc(y), -1)
-
-    litert_torch.convert(Tiny().eval(), (torch.randn(1, 3, 16, 16),)).export(str(path))
-    return path
-
-
-def make_package(
-    root: Path, model: Path, target: str, name: str = "tiny", device_python: str | None = None
-) -> Path:
-    """A package folder with the manifest keys `edgepack bench` relies on (schema 1).
-
-    ``device_python`` sets the profile's runtime.python (the device's interpreter): the
-    loopback "device" runs the harness with this test session's Python.
-    """
-    pkg = root / f"{name}-{target}"
-    pkg.mkdir(parents=True)
-    shutil.copy(model, pkg / "model.tflite")
-    profile = load_target(target).to_dict()
-    if device_python:
-        profile["runtime"]["python"] = device_python
-    manifest = {
-        "schema_version": 1,
-        "name": name,
-        "model_file": "model.tflite",
-        "target": {"name": target, "sha256": load_target(target).sha256, "profile": profile},
-        "files": {
-            "model.tflite": {
-                "sha256": sha256_file(pkg / "model.tflite"),
-                "bytes": (pkg / "model.tflite").stat().st_size,
-            }
-        },
-    }
-    (pkg / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return pkg
 
 
 @pytest.fixture(scope="session")
@@ -82,33 +27,9 @@ def tiny_tflite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return convert_tiny(tmp_path_factory.mktemp("model") / "tiny.tflite")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class Sshd:
-    port: int
-    user: str
-    identity: Path  # client private key
-    known_hosts: Path  # has the server's host key
-    host_pub: str  # the server's public host key line
-    ssh_config: Path  # client config with Host alias "benchbox"
-    home: Path  # a HOME with .ssh/config + known_hosts for CLI tests
-
-    @property
-    def address(self) -> str:
-        return f"{self.user}@127.0.0.1:{self.port}"
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
-        check=True,
-        capture_output=True,
-    )
+@pytest.fixture(scope="session")
+def passthrough_delegate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_passthrough_delegate(tmp_path_factory.mktemp("delegate"))
 
 
 @pytest.fixture(scope="session")
@@ -121,8 +42,8 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         )
     d = tmp_path_factory.mktemp("sshd")
     host_key, client_key = d / "host_ed25519", d / "client_ed25519"
-    _keygen(host_key)
-    _keygen(client_key)
+    keygen(host_key)
+    keygen(client_key)
     (d / "authorized_keys").write_text((d / "client_ed25519.pub").read_text())
     port = free_port()
     config = d / "sshd_config"

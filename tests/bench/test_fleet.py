@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import free_port, make_package
+from bench_helpers import free_port, make_package
 
 from edgepack.bench.fleet import load_fleet, select_devices
 from edgepack.cli import main

@@ -119,7 +119,7 @@ def test_changed_host_key_is_refused_even_with_accept_flag(sshd, tiny_tflite, tm
 
 
 def test_wrong_port_is_a_device_error_with_hint(sshd, tiny_tflite) -> None:
-    from conftest import free_port
+    from bench_helpers import free_port
 
     port = free_port()  # nothing listens there
     t = SshTransport(f"{sshd.user}@127.0.0.1:{port}", identity=sshd.identity, ssh_config=None)
@@ -208,3 +208,18 @@ def test_parse_address(text, want) -> None:
 def test_parse_address_rejects(bad) -> None:
     with pytest.raises(UsageError):
         parse_address(bad)
+
+
+def test_external_delegate_library_is_pushed_and_loaded(
+    sshd, tiny_tflite: Path, passthrough_delegate: Path, tmp_path: Path
+) -> None:
+    lib = tmp_path / "lib $(touch PWNED4) delegate.so"
+    shutil.copy(passthrough_delegate, lib)
+    t = transport(sshd)
+    doc = t.run(tiny_tflite, BenchOptions(runs=3, warmup_runs=1, delegate=str(lib)))
+    d = doc["delegate"]
+    assert (d["applied"], d["delegated_nodes"], d["total_nodes"]) == (True, 1, 6)
+    # Loaded from the pushed copy inside the remote temp dir (removed afterwards).
+    assert d["library"] == f"{t.last_remote_dir}/delegate-{lib.name}"
+    assert not os.path.exists(t.last_remote_dir)
+    assert not list(Path.home().glob("PWNED*")) and not list(tmp_path.glob("PWNED*"))

@@ -27,3 +27,29 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("harness-model") / "tiny.tflite"
     litert_torch.convert(Tiny().eval(), (torch.randn(1, 3, 16, 16),)).export(str(path))
     return path
+
+
+DELEGATE_SOURCE = Path(__file__).with_name("passthrough_delegate.c")
+
+
+def build_passthrough_delegate(out_dir: Path) -> Path:
+    """Compile tests/devices/passthrough_delegate.c (a real TFLite external delegate that
+    claims every SOFTMAX node) with the system C compiler."""
+    import shutil
+    import subprocess
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.fail("no C compiler: install gcc (scripts/install-system-deps.sh)", pytrace=False)
+    lib = out_dir / "libpassthrough_delegate.so"
+    subprocess.run(
+        [cc, "-O2", "-shared", "-fPIC", "-Wall", "-Werror", "-o", str(lib), str(DELEGATE_SOURCE)],
+        check=True,
+        capture_output=True,
+    )
+    return lib
+
+
+@pytest.fixture(scope="session")
+def passthrough_delegate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_passthrough_delegate(tmp_path_factory.mktemp("delegate"))

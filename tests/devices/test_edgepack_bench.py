@@ -68,6 +68,7 @@ def test_document_has_every_fact_and_consistent_stats(tiny_model: Path, tmp_path
         "total_nodes": 6,
         "partitions": 1,
         "library": None,
+        "executed": {"delegated_nodes": 6, "partitions": 1},
     }
     dev = doc["device"]
     assert dev["cores"] >= 1 and dev["machine"] and dev["python"] and dev["numpy"]
@@ -183,3 +184,41 @@ def test_delegation_facts_walks_partitions() -> None:
     assert h.delegation_facts(ops) == (3, 2, 1)
     assert h.delegation_facts(ops[:3]) == (3, 0, 0)
     assert h.delegation_facts(None) == (None, None, None)
+
+
+def test_external_delegate_library_takes_and_runs_its_nodes(
+    tiny_model: Path, passthrough_delegate: Path
+) -> None:
+    code, doc, _ = run(
+        f"--graph={tiny_model}", "--num_runs=4", f"--delegate={passthrough_delegate}"
+    )
+    assert code == 0, doc["errors"]
+    d = doc["delegate"]
+    # The delegate alone took the one SOFTMAX node of 6; the timed graph runs it next to
+    # XNNPACK (default delegate) which took the other 5.
+    assert (d["applied"], d["delegated_nodes"], d["total_nodes"], d["partitions"]) == (
+        True,
+        1,
+        6,
+        1,
+    )
+    assert d["executed"] == {"delegated_nodes": 6, "partitions": 2}
+    assert d["library"] == str(passthrough_delegate)
+    assert doc["stats"]["count"] == 4
+
+
+def test_passthrough_delegate_computes_the_same_outputs(
+    tiny_model: Path, passthrough_delegate: Path
+) -> None:
+    from ai_edge_litert.interpreter import Interpreter, load_delegate
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    outs = []
+    for delegates in ([], [load_delegate(str(passthrough_delegate))]):
+        it = Interpreter(model_path=str(tiny_model), experimental_delegates=delegates)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        outs.append(it.get_tensor(it.get_output_details()[0]["index"]).copy())
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-6)
+    assert outs[1].sum() == pytest.approx(1.0, abs=1e-5)  # softmax really ran
