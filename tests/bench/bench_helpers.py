@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import json
+import os
 import shutil
 import socket
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +19,7 @@ import pytest
 from edgepack.manifest import sha256_file
 from edgepack.targets import load_target
 
+SSHD = "/usr/sbin/sshd"
 DELEGATE_SOURCE = Path(__file__).resolve().parents[1] / "devices" / "passthrough_delegate.c"
 
 
@@ -110,3 +116,94 @@ def build_passthrough_delegate(out_dir: Path) -> Path:
         capture_output=True,
     )
     return lib
+
+
+class SshdError(RuntimeError):
+    """sshd is missing or did not start."""
+
+
+@contextlib.contextmanager
+def run_sshd(workdir: Path) -> Iterator[Sshd]:
+    """A real ``sshd -D`` on 127.0.0.1 (free port) with its own host key, sshd_config,
+    authorized_keys (a generated client key), StrictModes no, and a client known_hosts."""
+    if not os.access(SSHD, os.X_OK) or shutil.which("ssh-keygen") is None:
+        raise SshdError(
+            f"{SSHD} (openssh-server) is missing: the SSH tests need a real sshd. "
+            "Run scripts/install-system-deps.sh (as root) once on this machine."
+        )
+    d = workdir
+    host_key, client_key = d / "host_ed25519", d / "client_ed25519"
+    keygen(host_key)
+    keygen(client_key)
+    (d / "authorized_keys").write_text((d / "client_ed25519.pub").read_text())
+    port = free_port()
+    config = d / "sshd_config"
+    config.write_text(
+        "\n".join(
+            [
+                f"Port {port}",
+                "ListenAddress 127.0.0.1",
+                f"HostKey {host_key}",
+                f"PidFile {d / 'sshd.pid'}",
+                f"AuthorizedKeysFile {d / 'authorized_keys'}",
+                "StrictModes no",
+                "PubkeyAuthentication yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "UsePAM no",
+                "PermitRootLogin prohibit-password",
+                "Subsystem sftp internal-sftp",
+                "MaxSessions 50",
+                "MaxStartups 50:30:100",
+                "LogLevel ERROR",
+                "",
+            ]
+        )
+    )
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
+    log = open(d / "sshd.log", "wb")  # noqa: SIM115 - stays open while sshd runs
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                log.close()
+                raise SshdError(
+                    f"sshd did not start: {(d / 'sshd.log').read_text()[-2000:]}"
+                ) from None
+            time.sleep(0.05)
+    host_pub = (d / "host_ed25519.pub").read_text().split()
+    known_hosts = d / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    user = getpass.getuser()
+    ssh_config = d / "ssh_config"
+    ssh_config.write_text(
+        f"Host benchbox\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n"
+        f"  IdentityFile {client_key}\n  UserKnownHostsFile {known_hosts}\n"
+    )
+    home = d / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    shutil.copy(ssh_config, home / ".ssh" / "config")
+    shutil.copy(known_hosts, home / ".ssh" / "known_hosts")
+    try:
+        yield Sshd(
+            port=port,
+            user=user,
+            identity=client_key,
+            known_hosts=known_hosts,
+            host_pub=f"{host_pub[0]} {host_pub[1]}",
+            ssh_config=ssh_config,
+            home=home,
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

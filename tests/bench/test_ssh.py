@@ -223,3 +223,14 @@ def test_external_delegate_library_is_pushed_and_loaded(
     assert d["library"] == f"{t.last_remote_dir}/delegate-{lib.name}"
     assert not os.path.exists(t.last_remote_dir)
     assert not list(Path.home().glob("PWNED*")) and not list(tmp_path.glob("PWNED*"))
+
+
+def test_missing_sshd_fails_naming_the_setup_script(tmp_path, monkeypatch) -> None:
+    import bench_helpers
+
+    monkeypatch.setattr(bench_helpers, "SSHD", str(tmp_path / "no-sshd"))
+    with (
+        pytest.raises(bench_helpers.SshdError, match=r"scripts/install-system-deps\.sh"),
+        bench_helpers.run_sshd(tmp_path),
+    ):
+        pass
