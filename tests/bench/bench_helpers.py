@@ -132,6 +132,7 @@ def run_sshd(workdir: Path) -> Iterator[Sshd]:
             "Run scripts/install-system-deps.sh (as root) once on this machine."
         )
     d = workdir
+    d.mkdir(parents=True, exist_ok=True)
     host_key, client_key = d / "host_ed25519", d / "client_ed25519"
     keygen(host_key)
     keygen(client_key)
