@@ -216,3 +216,16 @@ def test_bad_baseline_file(host_pkg, tmp_path, capsys) -> None:
     bad.write_text(json.dumps({"schema": "something"}))
     assert main(["bench", str(host_pkg), "--baseline", str(bad)]) == 2
     assert "is not a benchmark result" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_coral_package_loads_the_edgetpu_delegate(tmp_path, tiny_tflite, ssh_home, capsys):
+    # No Edge TPU runtime here: the harness tries libedgetpu.so.1 (the coral profile's
+    # delegate) and the failure names the package to install.
+    pkg = make_package(tmp_path, tiny_tflite, "coral-usb", device_python=sys.executable)
+    code = main(["bench", str(pkg), "--host", "benchbox", "--runs", "2", "--no-save"])
+    err = capsys.readouterr().err
+    assert code == 4
+    assert "error: the benchmark failed on" in err
+    assert "cannot load the edgetpu delegate from libedgetpu.so.1" in err
+    assert "hint: install the Edge TPU runtime (Debian package libedgetpu1-std)" in err

@@ -158,6 +158,7 @@ def test_failing_and_timed_out_runs_still_remove_the_remote_dir(sshd, tiny_tflit
         t.run(tiny_tflite, slow)
     assert "did not finish within 1.5 s" in exc.value.message
     assert t.last_remote_dir and not os.path.exists(t.last_remote_dir)
+    assert _processes_mentioning(t.last_remote_dir) == []  # the harness was killed
 
 
 def test_missing_numpy_on_the_device_says_what_to_install(sshd, tiny_tflite) -> None:
@@ -234,3 +235,40 @@ def test_missing_sshd_fails_naming_the_setup_script(tmp_path, monkeypatch) -> No
         bench_helpers.run_sshd(tmp_path),
     ):
         pass
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def test_ctrl_c_kills_the_remote_harness_and_removes_the_dir(sshd, tiny_tflite) -> None:
+    import signal
+    import time
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    t = transport(sshd)
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 2.5)  # the harness is in its measured loop by then
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            t.run(tiny_tflite, BenchOptions(runs=10**9, warmup_runs=0, max_seconds=300))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert t.last_remote_dir and not os.path.exists(t.last_remote_dir)
+    deadline = time.monotonic() + 5
+    while _processes_mentioning(t.last_remote_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_mentioning(t.last_remote_dir) == []
