@@ -241,6 +241,21 @@ class Runtime:
         self.OpResolverType = resolver_type
 
 
+def _major(version):
+    return _int_part(version, 0)
+
+
+def _minor(version):
+    return _int_part(version, 1)
+
+
+def _int_part(version, i):
+    try:
+        return int(str(version).split(".")[i])
+    except (IndexError, ValueError):
+        return 0
+
+
 def _version_of(module, dist):
     v = getattr(module, "__version__", None)
     if v:
@@ -271,6 +286,16 @@ def import_runtime(np):
     try:
         mod = importlib.import_module("tflite_runtime.interpreter")
         top = importlib.import_module("tflite_runtime")
+        version = _version_of(top, "tflite-runtime")
+        if _major(np.__version__) >= 2 and (_major(version), _minor(version)) <= (2, 14):
+            # Every tflite-runtime release (<= 2.14) was built against numpy 1.x: it imports
+            # with numpy 2 but fails inside Interpreter() ("_ARRAY_API not found").
+            raise HarnessError(
+                f"tflite_runtime {version} cannot run with numpy {np.__version__} "
+                "(it was built for numpy 1.x)",
+                "pip install 'numpy<2'  (or: pip install ai-edge-litert)",
+                EXIT_MISSING,
+            )
         return Runtime(
             "tflite_runtime",
             _version_of(top, "tflite-runtime"),
@@ -516,7 +541,7 @@ def new_interpreter(rt, graph, threads, delegates=None, defaults=True):
     try:
         interp = rt.Interpreter(**kwargs)
         interp.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, SystemError) as exc:
         raise HarnessError(
             f"the runtime cannot load {os.path.basename(graph)}: {exc}",
             "check that the model was built for this runtime version and delegate",
@@ -747,6 +772,14 @@ def main(argv=None):
         sys.stderr.write(f"edgepack_bench: error: {err.message}\n")
         if err.hint:
             sys.stderr.write(f"edgepack_bench: hint: {err.hint}\n")
+    except Exception as exc:  # a bug or a runtime failure we did not foresee: still one document
+        import traceback
+
+        traceback.print_exc()
+        doc["errors"].append(f"unexpected {type(exc).__name__}: {exc}")
+        doc["hint"] = "report this with the traceback above (stderr of the harness)"
+        code = EXIT_FAILED
+        sys.stderr.write(f"edgepack_bench: error: unexpected {type(exc).__name__}: {exc}\n")
     doc["thermal"]["after"] = thermal_zones()
     doc["thermal"]["throttled"] = throttled_state()
     doc["memory"]["peak_rss_mb"] = peak_rss_mb()

@@ -10,7 +10,7 @@ import typer
 from edgepack.cli.output import echo_json, echo_table
 
 FLEET_HELP = (
-    "TOML file of devices: [[device]] name, target, transport (ssh|adb|local), address, "
+    "TOML file of devices: \\[\\[device]] name, target, transport (ssh|adb|local), address, "
     "optional port/user/identity/serial/python. Devices whose target matches the package "
     "are benchmarked concurrently."
 )
