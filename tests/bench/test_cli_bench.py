@@ -157,6 +157,7 @@ def test_bare_tflite_with_target(tiny_tflite, capsys) -> None:
         (["--max-regression", "10", "--host", "x"], "--max-regression '10' is ambiguous"),
         (["--runs", "0", "--host", "x"], "runs must be >= 1 (got 0)"),
         (["--input-data", "missing.npy", "--host", "x"], "input data file not found"),
+        (["--host", "x", "--identity", "no-such-key"], "identity file not found: no-such-key"),
     ],
 )
 def test_usage_errors_exit_2(rpi4_pkg, args, message, capsys) -> None:
