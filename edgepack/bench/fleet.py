@@ -20,6 +20,7 @@ concurrently (one thread per device). An unreachable device is reported, not fat
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edgepack.bench.options import BenchOptions
 from edgepack.bench.transport import Transport
-from edgepack.errors import EdgepackError, UsageError
+from edgepack.errors import DeviceError, EdgepackError, UsageError
 from edgepack.targets import Transport as TransportKind
 
 if sys.version_info >= (3, 11):
@@ -133,14 +134,22 @@ def run_fleet(
     """Benchmarks every device concurrently; outcomes in the order of ``devices``.
 
     An EdgepackError on one device (unreachable, auth, missing runtime, ...) becomes that
-    device's outcome; the others carry on. Anything else is a bug and propagates.
+    device's outcome; the others carry on. Anything else is a bug and propagates. Ctrl-C
+    cancels the runs still going (transports with a ``cancel_event``) and waits for their
+    clean-up.
     """
+
+    cancel = threading.Event()
 
     def one(device: FleetDevice) -> FleetOutcome:
         t0 = time.perf_counter()
         identity: dict[str, Any] = {"name": device.name, "address": device.address}
         try:
             transport = make_transport(device)
+            if hasattr(transport, "cancel_event"):
+                transport.cancel_event = cancel
+            if cancel.is_set():
+                raise DeviceError("cancelled before it started", hint="rerun the fleet")
             identity = {**transport.device_identity(), "name": device.name}
             doc = transport.run(model_path, options)
         except EdgepackError as err:
@@ -148,5 +157,14 @@ def run_fleet(
         return FleetOutcome(device, identity, doc, None, time.perf_counter() - t0)
 
     workers = max_workers or max(1, len(devices))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgepack-bench") as pool:
-        return list(pool.map(one, devices))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgepack-bench")
+    try:
+        futures = [pool.submit(one, d) for d in devices]
+        return [f.result() for f in futures]
+    except BaseException:
+        # Ctrl-C (or a bug) in this thread: stop the other devices' runs; each one still
+        # kills its remote harness and removes its temp dir before the pool shuts down.
+        cancel.set()
+        raise
+    finally:
+        pool.shutdown(wait=True)

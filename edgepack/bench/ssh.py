@@ -17,6 +17,7 @@ import hashlib
 import re
 import shlex
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -74,6 +75,10 @@ def _port(text: str, address: str) -> int:
     return int(text)
 
 
+class _Cancelled(Exception):
+    """The run was cancelled through ``SshTransport.cancel_event``."""
+
+
 def fingerprint(key: Any) -> str:
     """OpenSSH-style ``SHA256:...`` fingerprint of a paramiko key."""
     digest = hashlib.sha256(key.asbytes()).digest()
@@ -124,6 +129,8 @@ class SshTransport:
         if self.proxy_command and self.proxy_command.lower() == "none":
             self.proxy_command = None
         self.last_remote_dir: str | None = None  # for tests and error reports
+        # Set by a fleet when the user interrupts it: the run stops, then cleans up.
+        self.cancel_event: threading.Event | None = None
         self.cleanup_error: str | None = None
         self.host_key_recorded = False
 
@@ -273,8 +280,13 @@ class SshTransport:
     # ----------------------------------------------------------------- remote execution
 
     @staticmethod
-    def _exec(client: Any, command: str, timeout: float) -> tuple[int, str, str]:
-        """Runs ``command``; returns (exit code, stdout, stderr). Raises TimeoutError."""
+    def _exec(
+        client: Any, command: str, timeout: float, cancel: threading.Event | None = None
+    ) -> tuple[int, str, str]:
+        """Runs ``command``; returns (exit code, stdout, stderr).
+
+        Raises TimeoutError after ``timeout`` s, and _Cancelled when ``cancel`` is set.
+        """
         chan = client.get_transport().open_session(timeout=timeout)
         try:
             chan.settimeout(1.0)
@@ -297,6 +309,8 @@ class SshTransport:
                     break
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"remote command timed out after {timeout:g} s")
+                if cancel is not None and cancel.is_set():
+                    raise _Cancelled
                 if not got:
                     time.sleep(0.005)
             # drain what arrived with the exit status
@@ -330,7 +344,7 @@ class SshTransport:
         client = self.connect()
         remote_dir: str | None = None
         try:
-            code, out, err = self._exec(client, "mktemp -d", timeout=30)
+            code, out, err = self._exec(client, "mktemp -d", 30, self.cancel_event)
             remote_dir = out.strip()
             if code != 0 or not _SAFE_TMP.match(remote_dir):
                 raise DeviceError(
@@ -364,7 +378,12 @@ class SshTransport:
             pid_file = shlex.quote(str(rdir / _PID_FILE))
             command = f"echo $$ > {pid_file} && exec " + " ".join(shlex.quote(a) for a in argv)
             try:
-                code, out, err = self._exec(client, command, timeout=options.timeout_s)
+                code, out, err = self._exec(client, command, options.timeout_s, self.cancel_event)
+            except _Cancelled as exc:
+                raise DeviceError(
+                    f"the benchmark on {self.where} was cancelled",
+                    hint="another device's run was interrupted (Ctrl-C); rerun to benchmark it",
+                ) from exc
             except TimeoutError as exc:
                 raise DeviceError(
                     f"the benchmark on {self.where} did not finish within {options.timeout_s:g} s",

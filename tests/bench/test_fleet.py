@@ -73,3 +73,55 @@ def test_fleet_without_matching_target(tmp_path) -> None:
     p.write_text('[[device]]\nname = "a"\ntarget = "rpi5"\ntransport = "ssh"\naddress = "h"\n')
     with pytest.raises(UsageError, match=r"no device in f\.toml has target 'rpi4'"):
         select_devices(load_fleet(p), "rpi4", "f.toml")
+
+
+@pytest.mark.integration
+def test_ctrl_c_cancels_every_device_and_cleans_up(sshd, tiny_tflite) -> None:
+    import os
+    import signal
+    import time
+
+    from edgepack.bench.fleet import FleetDevice, run_fleet
+    from edgepack.bench.options import BenchOptions
+    from edgepack.bench.ssh import SshTransport
+
+    made: list[SshTransport] = []
+
+    def transport(d: FleetDevice) -> SshTransport:
+        t = SshTransport(
+            str(d.address),
+            identity=sshd.identity,
+            known_hosts=sshd.known_hosts,
+            ssh_config=None,
+            python=sys.executable,
+            name=d.name,
+        )
+        made.append(t)
+        return t
+
+    devices = [
+        FleetDevice(name=f"d{i}", target="rpi4", transport="ssh", address=sshd.address)
+        for i in range(2)
+    ]
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 3.0)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_fleet(
+                devices,
+                transport,
+                tiny_tflite,
+                BenchOptions(runs=10**9, warmup_runs=0, max_seconds=300, timeout_s=300),
+            )
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert time.monotonic() - t0 < 15  # not the 300 s the runs were allowed
+    assert len(made) == 2
+    for t in made:
+        assert t.last_remote_dir and not os.path.exists(t.last_remote_dir)
