@@ -31,6 +31,7 @@ DEFAULT_SSH_CONFIG = "~/.ssh/config"
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 _SAFE_TMP = re.compile(r"^/[A-Za-z0-9._/-]+$")
 _PID_FILE = "harness.pid"
+_KNOWN_HOSTS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -183,10 +184,14 @@ class SshTransport:
                 seen["key"] = key
                 if not accept:
                     raise paramiko.SSHException(f"host key of {hostname} is not known")
-                known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                with open(known_hosts, "a", encoding="utf-8") as f:
-                    f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-                known_hosts.chmod(0o600)
+                line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+                with _KNOWN_HOSTS_LOCK:  # fleet threads may meet the same new host
+                    known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    have = known_hosts.read_text("utf-8") if known_hosts.is_file() else ""
+                    if line not in have.splitlines(keepends=True):
+                        with open(known_hosts, "a", encoding="utf-8") as f:
+                            f.write(line if not have or have.endswith("\n") else "\n" + line)
+                    known_hosts.chmod(0o600)
                 client.get_host_keys().add(hostname, key.get_name(), key)
                 seen["recorded"] = True
 
@@ -343,6 +348,7 @@ class SshTransport:
             )
         client = self.connect()
         remote_dir: str | None = None
+        harness_done = False
         try:
             code, out, err = self._exec(client, "mktemp -d", 30, self.cancel_event)
             remote_dir = out.strip()
@@ -379,6 +385,7 @@ class SshTransport:
             command = f"echo $$ > {pid_file} && exec " + " ".join(shlex.quote(a) for a in argv)
             try:
                 code, out, err = self._exec(client, command, options.timeout_s, self.cancel_event)
+                harness_done = True
             except _Cancelled as exc:
                 raise DeviceError(
                     f"the benchmark on {self.where} was cancelled",
@@ -399,18 +406,22 @@ class SshTransport:
         finally:
             try:
                 if remote_dir is not None:
-                    self._cleanup(client, remote_dir)
+                    self._cleanup(client, remote_dir, harness_may_run=not harness_done)
             finally:
                 client.close()
 
-    def _cleanup(self, client: Any, remote_dir: str) -> None:
-        """Kill a harness that may still run, then remove the remote temp dir."""
+    def _cleanup(self, client: Any, remote_dir: str, harness_may_run: bool) -> None:
+        """Kill a harness that may still run (TERM, then KILL after 3 s), then remove the
+        remote temp dir. A harness that exited normally is not signalled (its pid may
+        already belong to another process)."""
         q = shlex.quote(remote_dir)
         pid_file = shlex.quote(str(PurePosixPath(remote_dir) / _PID_FILE))
-        command = (
-            f'pid=$(cat {pid_file} 2>/dev/null) && [ -n "$pid" ] && kill "$pid" 2>/dev/null; '
-            f"rm -rf -- {q}"
+        kill = (
+            f'pid=$(cat {pid_file} 2>/dev/null); if [ -n "$pid" ] && kill "$pid" 2>/dev/null; '
+            'then i=0; while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 30 ]; do sleep 0.1; '
+            'i=$((i+1)); done; kill -9 "$pid" 2>/dev/null; fi; '
         )
+        command = (kill if harness_may_run else "") + f"rm -rf -- {q}"
         try:
             code, _, err = self._exec(client, command, timeout=30)
         except Exception as exc:  # cleanup must not hide the original error
