@@ -227,7 +227,7 @@ class AdbTransport:
                     else "reconnect the device and check `adb devices`",
                 )
             return self.requested_serial
-        ready = [s for s, st in devices.items() if st == "device"]
+        ready = sorted(s for s, st in devices.items() if st == "device")
         if not ready:
             raise DeviceError(
                 f"no adb device is connected (adb devices: {listing})",
