@@ -16,6 +16,7 @@ production code path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -127,10 +128,8 @@ def adbd() -> Iterator[AdbPeers]:
         finally:
             _adb("kill-server")
             for p in procs:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
                 p.wait(timeout=10)
 
 
