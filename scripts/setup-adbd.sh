@@ -14,7 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 work=${EDGEPACK_ADBD_DIR:-.ci/work/adbd}
 rootfs="$work/rootfs"
-stamp="$work/.complete-v1"
+stamp="$work/.complete-v2"
 suite=bookworm
 
 need_packages adb mmdebstrap qemu-user-static binfmt-support util-linux
@@ -29,12 +29,18 @@ mirror=$(debian_mirror)
 log "building arm64 adbd rootfs from $mirror ($suite + $suite-backports)"
 rm -rf "$rootfs"
 mkdir -p "$work"
-mmdebstrap --quiet --arch=arm64 --variant=essential \
-    --include=adbd/$suite-backports \
+# The extract variant unpacks adbd, its dependencies and the tools the adb transport calls
+# on a device (sh, mkdir, chmod, rm, cat, sha256sum, uname, taskset) without running
+# maintainer scripts under emulation: ~9 s instead of ~60 s for a configured system.
+mmdebstrap --quiet --arch=arm64 --variant=extract \
+    --include=adbd,dash,bash,coreutils,util-linux,grep,sed \
+    --aptopt="APT::Default-Release \"$suite-backports\"" \
     --aptopt='Acquire::Languages "none"' \
-    --dpkgopt='path-exclude=/usr/share/{doc,man,locale,info}/*' \
     "$suite" "$rootfs" \
     "deb $mirror $suite main" "deb $mirror $suite-backports main"
+[ -e "$rootfs/bin/sh" ] || [ -e "$rootfs/usr/bin/sh" ] || ln -s dash "$rootfs/usr/bin/sh"
+mkdir -p "$rootfs/dev" "$rootfs/proc" "$rootfs/sys" "$rootfs/tmp" "$rootfs/usr/local/bin"
+chmod 1777 "$rootfs/tmp"
 
 # Android's scratch dir for pushed binaries, world-writable like on a phone.
 mkdir -p "$rootfs/data/local/tmp"

@@ -102,7 +102,7 @@ class AdbTransport:
     def __init__(
         self,
         serial: str | None = None,
-        benchmark_binary: Path | None = None,
+        benchmark_binary: Path | str | None = None,
         adb_path: str | None = None,
         expected_abi: str = EXPECTED_ABI,
     ) -> None:

@@ -77,7 +77,7 @@ class AdbPeers:
 def adbd() -> Iterator[AdbPeers]:
     work = _adbd_dir()
     rootfs = work / "rootfs"
-    if not (work / ".complete-v1").is_file() or shutil.which("adb") is None:
+    if not (work / ".complete-v2").is_file() or shutil.which("adb") is None:
         pytest.fail(
             f"the adbd stand-in is missing ({rootfs}); run `sudo scripts/setup-adbd.sh` first "
             "(.ci/run does)",
