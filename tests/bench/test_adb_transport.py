@@ -293,3 +293,110 @@ def test_failed_benchmark_reports_the_tool_errors_and_cleans_up(
     )
     assert t.shell(f"test -e {remote_dir}")[0] == 1
     t.shell(f"rm -f {log}")
+
+
+# ---------------------------------------------------------------------------- the CLI
+# `edgepack bench ... --serial` goes through bench-ssh's command and plan to AdbTransport.
+
+
+def _standin_profile(tmp_path: Path) -> Path:
+    """android-arm64 with big_cores = [0]: the stand-in machine has 2 CPUs, a phone 8."""
+    text = (REPO / "targets" / "android-arm64.toml").read_text(encoding="utf-8")
+    text = text.replace('name = "android-arm64"', 'name = "android-standin"')
+    text = text.replace("big_cores = [4, 5, 6, 7]", "big_cores = [0]")
+    assert "big_cores = [0]" in text and "android-standin" in text
+    path = tmp_path / "android-standin.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_cli_bench_over_adb(
+    adbd: AdbPeers, tmp_path: Path, model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from edgepack.cli import main
+
+    log = f"/data/local/tmp/standin-{os.getpid()}-{tmp_path.name}.log"
+    binary = standin(tmp_path, "android-info-xnnpack-percentiles.txt", log)
+    code = main(
+        [
+            "bench",
+            str(model),
+            "--target",
+            str(_standin_profile(tmp_path)),
+            "--serial",
+            adbd.serial,
+            "--benchmark-binary",
+            str(binary),
+            "--runs",
+            "50",
+            "--json",
+        ]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    result = json.loads(out.out)
+    assert result["transport"] == "adb"
+    assert result["target"] == "android-standin"
+    assert result["device"]["serial"] == adbd.serial
+    assert result["device"]["abi"] == "arm64-v8a"
+    h = result["harness"]
+    assert h["tool"]["name"] == "benchmark_model"
+    assert (h["stats"]["count"], h["stats"]["mean_ms"], h["stats"]["p50_ms"]) == (
+        50,
+        699.438,
+        576.856,
+    )
+    assert h["delegate"]["delegated_nodes"] == 49
+    assert h["config"]["threads"] == 4 and h["config"]["pin_cores"] == [0]
+    saved = Path(result["saved_to"])
+    assert saved.is_file() and json.loads(saved.read_text())["harness"] == h
+    ran = adbd.cat(log)
+    assert "--num_threads=4" in ran and "--use_xnnpack=true" in ran
+    assert "Cpus_allowed_list:\t0\n" in ran
+    _adb("-s", adbd.serial, "shell", "rm -f " + shlex.quote(log))
+
+
+def test_cli_bench_over_adb_errors(
+    adbd: AdbPeers, tmp_path: Path, model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgepack.cli import main
+
+    # The real android-arm64 profile pins to CPUs 4-7, which the stand-in does not have:
+    # taskset refuses, benchmark_model never starts, and the CLI says so (exit 4).
+    binary = standin(tmp_path, "android-info-xnnpack-percentiles.txt", "/dev/null")
+    code = main(
+        [
+            "bench",
+            str(model),
+            "--target",
+            "android-arm64",
+            "--serial",
+            adbd.serial,
+            "--benchmark-binary",
+            str(binary),
+            "--no-save",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 4
+    assert f"error: benchmark_model failed on {adbd.serial} (exit 1): taskset: " in err
+    assert "hint: run the same command by hand with `adb shell`" in err
+
+    code = main(
+        [
+            "bench",
+            str(model),
+            "--target",
+            "android-arm64",
+            "--serial",
+            "nosuchphone",
+            "--benchmark-binary",
+            str(binary),
+            "--no-save",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 4
+    assert "error: no adb device with serial 'nosuchphone' (connected: " in err
