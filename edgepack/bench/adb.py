@@ -42,6 +42,8 @@ GET_BINARY_HINT = (
 # ELF e_machine -> Android ABI name.
 ELF_MACHINES = {183: "arm64-v8a", 40: "armeabi-v7a", 62: "x86_64", 3: "x86"}
 _RC_MARK = "__EDGEPACK_RC="
+# Runs "$@" with the shell's pid written to "$1" first, so a run that times out can be killed.
+_PIDFILE_EXEC = 'echo $$ > "$1"; shift; exec "$@"'
 # Device facts in one round trip; "$1" is the CPU whose governor/frequency we report.
 _FACTS_SCRIPT = (
     'echo "machine=$(uname -m)"; '
@@ -94,6 +96,10 @@ def parse_devices(text: str) -> dict[str, str]:
     return out
 
 
+class _AdbTimeout(DeviceError):
+    """An adb command outlived its timeout (the adb client was killed)."""
+
+
 class AdbTransport:
     """Benchmarks with ``benchmark_model`` on one Android device through the adb client."""
 
@@ -143,7 +149,7 @@ class AdbTransport:
                 errors="replace",
             )
         except subprocess.TimeoutExpired as exc:
-            raise DeviceError(
+            raise _AdbTimeout(
                 f"adb {args[0]} did not finish within {timeout:g} s",
                 hint="check the device (adb devices) or raise --timeout",
             ) from exc
@@ -406,12 +412,23 @@ class AdbTransport:
             cpu = options.pin_cores[0] if options.pin_cores else 0
             facts = self._facts(cpu)
             before = self._thermal()
-            command = _q(remote_bin, *benchmark_flags(options, remote_model, remote_lib))
+            argv = [remote_bin, *benchmark_flags(options, remote_model, remote_lib)]
             if options.pin_cores:
-                command = _q("taskset", core_mask(options.pin_cores)) + " " + command
-            status, output = self.shell(
-                f"cd {shlex.quote(remote)} && {command} 2>&1", timeout=options.timeout_s
-            )
+                argv = ["taskset", core_mask(options.pin_cores), *argv]
+            pidfile = f"{remote}/benchmark.pid"
+            command = _q("sh", "-c", _PIDFILE_EXEC, "sh", pidfile, *argv)
+            try:
+                status, output = self.shell(
+                    f"cd {shlex.quote(remote)} && {command} 2>&1", timeout=options.timeout_s
+                )
+            except _AdbTimeout as exc:
+                # Stop the benchmark on the device too: it would keep the phone busy and hot.
+                self.shell(f"kill $(cat {shlex.quote(pidfile)}) 2>/dev/null")
+                raise DeviceError(
+                    f"benchmark_model did not finish within {options.timeout_s:g} s on "
+                    f"{self.serial} (stopped)",
+                    hint="lower --runs or --max-seconds, or raise --timeout",
+                ) from exc
             after = self._thermal()
             parsed = parse_benchmark_output(output)
             if status != 0 or not parsed.complete:

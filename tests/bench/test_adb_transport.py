@@ -133,7 +133,7 @@ def adbd() -> Iterator[AdbPeers]:
                 p.wait(timeout=10)
 
 
-def standin(tmp_path: Path, fixture: str, log: str, exit_code: int = 0) -> Path:
+def standin(tmp_path: Path, fixture: str, log: str, exit_code: int = 0, sleep_s: int = 0) -> Path:
     """A stand-in "benchmark_model" script: see the module docstring."""
     text = (FIXTURES / fixture).read_text(encoding="utf-8")
     assert "EDGEPACK_EOF" not in text
@@ -144,14 +144,18 @@ def standin(tmp_path: Path, fixture: str, log: str, exit_code: int = 0) -> Path:
         'graph=""\n'
         'for a in "$@"; do case "$a" in --graph=*) graph="${a#--graph=}";; esac; done\n'
         f"log={shlex.quote(log)}\n"
-        '{ echo "argv: $*"; grep Cpus_allowed_list /proc/self/status;'
+        '{ echo "argv: $*"; echo "pid: $$"; grep Cpus_allowed_list /proc/self/status;'
         ' echo "cwd: $(pwd)"; [ -f "$graph" ] && sha256sum "$graph"; } > "$log"\n'
         'if [ ! -f "$graph" ]; then\n'
         "  echo \"ERROR: Could not open '$graph'.\"\n"
         '  echo "Benchmarking failed."\n'
         "  exit 1\n"
         "fi\n"
-        "cat <<'EDGEPACK_EOF'\n" + text + "EDGEPACK_EOF\n"
+        # A hung benchmark: one process that never prints (exec keeps the pid).
+        + (f"exec sleep {sleep_s}\n" if sleep_s else "")
+        + "cat <<'EDGEPACK_EOF'\n"
+        + text
+        + "EDGEPACK_EOF\n"
         f"exit {exit_code}\n"
     )
     script.chmod(0o755)
@@ -209,6 +213,29 @@ def test_run_end_to_end(adbd: AdbPeers, tmp_path: Path, model: Path) -> None:
     # Clean-up: the temp dir is gone.
     status, _ = t.shell(f"test -e {remote_dir}")
     assert status == 1
+    t.shell(f"rm -f {log}")
+
+
+def test_timeout_stops_the_benchmark_and_cleans_up(
+    adbd: AdbPeers, tmp_path: Path, model: Path
+) -> None:
+    log = f"/data/local/tmp/standin-{os.getpid()}-{tmp_path.name}.log"
+    binary = standin(tmp_path, "tf2.4-android-cpu.txt", log, sleep_s=120)
+    t = AdbTransport(serial=adbd.serial, benchmark_binary=binary)
+    start = time.monotonic()
+    with pytest.raises(DeviceError) as err:
+        t.run(model, BenchOptions(runs=5, timeout_s=4))
+    assert time.monotonic() - start < 30
+    assert err.value.message == (
+        f"benchmark_model did not finish within 4 s on {adbd.serial} (stopped)"
+    )
+    lines = adbd.cat(log).splitlines()
+    pid = next(line.split()[1] for line in lines if line.startswith("pid: "))
+    remote_dir = next(line.split()[1] for line in lines if line.startswith("cwd: "))
+    # The hung "benchmark" was killed: gone, or a zombie (the stand-in's pid 1 never reaps).
+    state = t.shell(f"grep ^State /proc/{pid}/status 2>/dev/null")[1].strip()
+    assert state in ("", "State:\tZ (zombie)"), state
+    assert t.shell(f"test -e {remote_dir}")[0] == 1
     t.shell(f"rm -f {log}")
 
 
