@@ -422,8 +422,6 @@ class AdbTransport:
                     f"cd {shlex.quote(remote)} && {command} 2>&1", timeout=options.timeout_s
                 )
             except _AdbTimeout as exc:
-                # Stop the benchmark on the device too: it would keep the phone busy and hot.
-                self.shell(f"kill $(cat {shlex.quote(pidfile)}) 2>/dev/null")
                 raise DeviceError(
                     f"benchmark_model did not finish within {options.timeout_s:g} s on "
                     f"{self.serial} (stopped)",
@@ -450,8 +448,12 @@ class AdbTransport:
             ok = True
             return doc
         finally:
+            # On any failure (timeout, Ctrl-C) first stop a benchmark still running on the
+            # device: it would keep the phone busy and hot. Then remove the temp dir.
+            pid = shlex.quote(f"{remote}/benchmark.pid")
+            stop = "" if ok else f"[ -f {pid} ] && kill $(cat {pid}) 2>/dev/null; "
             try:
-                self.shell(_q("rm", "-rf", remote))
+                self.shell(stop + _q("rm", "-rf", remote))
             except DeviceError:
                 if ok:  # on failure, the original error is the one worth reporting
                     raise
