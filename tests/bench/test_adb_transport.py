@@ -239,6 +239,28 @@ def test_timeout_stops_the_benchmark_and_cleans_up(
     t.shell(f"rm -f {log}")
 
 
+def test_external_delegate_with_a_hostile_name_is_pushed_and_passed_literally(
+    adbd: AdbPeers, tmp_path: Path, model: Path
+) -> None:
+    log = f"/data/local/tmp/standin-{os.getpid()}-{tmp_path.name}.log"
+    binary = standin(tmp_path, "android-info-xnnpack-percentiles.txt", log)
+    lib = tmp_path / "lib$(touch HACKED); x'y.so"
+    lib.write_bytes(b"not really a delegate")
+    t = AdbTransport(serial=adbd.serial, benchmark_binary=binary)
+    doc = t.run(model, BenchOptions(runs=50, delegate=str(lib)))
+    assert doc["delegate"]["requested"] == str(lib)
+    assert doc["delegate"]["applied"] is None  # the recorded output says nothing about it
+    ran = adbd.cat(log)
+    remote_dir = next(line.split()[1] for line in ran.splitlines() if line.startswith("cwd: "))
+    assert f"--external_delegate_path={remote_dir}/{lib.name}" in ran
+    assert "--use_xnnpack=false" in ran
+    assert t.shell("ls /data/local/tmp | grep -c HACKED; ls / | grep -c HACKED")[1].split() == [
+        "0",
+        "0",
+    ]
+    t.shell(f"rm -f {log}")
+
+
 def test_identity_from_getprop(adbd: AdbPeers) -> None:
     ident = AdbTransport(serial=adbd.serial).device_identity()
     assert ident == {
