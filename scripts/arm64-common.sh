@@ -4,6 +4,10 @@
 log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+[ "$(id -u)" -eq 0 ] || die "run as root (sudo $0): it installs packages, mounts and chroots"
+# Default caches live in the checkout (ignored by git), wherever the script is called from.
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
 # The Debian mirror of THIS machine's apt sources (never hard-coded in the repo).
 debian_mirror() {
     local src=/etc/apt/sources.list.d/debian.sources uri=""
@@ -25,8 +29,10 @@ need_packages() {
     done
     [ "${#missing[@]}" -eq 0 ] && return 0
     log "installing host packages: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    # Wait for a concurrent apt/dpkg run (another set-up script) instead of failing on its lock.
+    apt-get -o DPkg::Lock::Timeout=300 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # qemu-user-static registered for aarch64 ELF binaries, with the F flag so chroots work.

@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/arm64-common.sh
 . "$here/arm64-common.sh"
 
-work=${EDGEPACK_ADBD_DIR:-.ci/work/adbd}
+work=${EDGEPACK_ADBD_DIR:-$repo_root/.ci/work/adbd}
 rootfs="$work/rootfs"
 stamp="$work/.complete-v2"
 suite=bookworm

@@ -14,7 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/arm64-common.sh
 . "$here/arm64-common.sh"
 
-work=${EDGEPACK_ARM64_DIR:-.ci/work/arm64}
+work=${EDGEPACK_ARM64_DIR:-$repo_root/.ci/work/arm64}
 rootfs="$work/rootfs"
 wheels="$work/wheels"
 stamp="$work/.complete-v1"
