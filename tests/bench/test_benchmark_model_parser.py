@@ -295,3 +295,25 @@ def test_edgetpu_and_input_files_are_refused_before_any_adb_call(tmp_path: Path)
         t.run(model, BenchOptions(delegate="edgetpu"))
     with pytest.raises(DeviceError, match="--input data files"):
         t.run(model, BenchOptions(input_file=tmp_path / "x.npy"))
+
+
+def test_periodic_peak_memory_is_the_peak_rss() -> None:
+    r = parse("chromeos-selected-peak-memory.txt")
+    assert r.complete
+    assert r.peak_memory_mb == 93.2383
+    assert r.memory_delta_overall_mb is None
+    assert r.warmup is not None and r.warmup.count == 9
+    assert r.measured is not None and (r.measured.count, r.measured.avg_us) == (1061, 56265.8)
+    x = r.delegate("xnnpack")
+    assert x is not None and (x.delegated_nodes, x.total_nodes, x.partitions) == (58, 58, 1)
+    doc = harness_document(
+        r,
+        BenchOptions(),
+        model_sha256="0" * 64,
+        model_bytes=1,
+        device={},
+        thermal_before={},
+        thermal_after={},
+    )
+    assert doc["memory"] == {"peak_rss_mb": 93.2383, "footprint_delta_mb": None}
+    assert doc["first_inference_ms"] == 81.913 and doc["warmup_mean_ms"] == 58.9847
