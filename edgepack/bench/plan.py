@@ -15,7 +15,7 @@ from edgepack.bench.fleet import FleetDevice
 from edgepack.bench.options import BenchOptions
 from edgepack.bench.results import BenchSubject
 from edgepack.bench.transport import Transport
-from edgepack.errors import PackageError, UsageError
+from edgepack.errors import PackageError, ProfileError, UsageError
 from edgepack.targets import TargetProfile, load_target
 from edgepack.targets import Transport as TransportKind
 
@@ -38,12 +38,9 @@ def resolve_profile(subject: BenchSubject, target: str | None) -> TargetProfile:
     if prof is None:
         return load_target(str(subject.target))
     try:
-        return TargetProfile.model_validate(prof)
-    except Exception as exc:  # pydantic ValidationError: the manifest is not ours
-        raise PackageError(
-            f"the target profile in the manifest of {subject.name} is invalid: {exc}",
-            "rebuild the package with this edgepack version",
-        ) from exc
+        return TargetProfile.from_dict(prof, f"in the manifest of {subject.name}")
+    except ProfileError as exc:
+        raise PackageError(exc.message, "rebuild the package with this edgepack version") from exc
 
 
 @dataclass(frozen=True)
