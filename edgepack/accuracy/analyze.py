@@ -243,3 +243,39 @@ def numpy_inputs(info: ModelInfo, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
         want = np.dtype(NUMPY_DTYPE.get(t.dtype, "float32"))
         out.append(x.astype(want) if x.dtype.kind in "iub" and want.kind in "iub" else x)
     return out
+
+
+def analyze_package(
+    package: Path,
+    eval_path: Path,
+    samples: int | None = None,
+    reference: Path | None = None,
+) -> Analysis:
+    """Per-layer error of a package's model against its float reference on ``eval_path``."""
+    from edgepack.data import load_dataset
+    from edgepack.errors import PackageError
+    from edgepack.manifest import read_manifest
+    from edgepack.stages.base import InputSpec
+    from edgepack.stages.quantize import to_boundary_layout
+
+    manifest = read_manifest(package)
+    model = Path(package) / manifest["model_file"]
+    if reference is None:
+        ref_name = manifest.get("reference_model")
+        if not ref_name:
+            raise PackageError(
+                f"package {package} holds no float reference model "
+                f"(quantization {manifest['quantization']['mode']})",
+                "pass --reference path/to/model_float32.tflite, or rebuild with this edgepack",
+            )
+        reference = Path(package) / ref_name
+    if not reference.is_file():
+        raise PackageError(f"reference model not found: {reference}", "rebuild the package")
+    specs = [
+        InputSpec(i["name"], tuple(i["shape"]), i.get("dtype", "float32"))
+        for i in manifest["source"]["inputs"]
+    ]
+    data = load_dataset(eval_path, specs, purpose="evaluation", samples=samples)
+    layout = manifest["quantization"].get("io_layout", "nchw")
+    inputs = [to_boundary_layout(x, layout) for x in data.inputs]
+    return compare(reference.read_bytes(), model.read_bytes(), inputs)
