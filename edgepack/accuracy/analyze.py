@@ -7,8 +7,9 @@ QUANTIZE / DEQUANTIZE ops quantization inserts) and output shape. Integer tensor
 dequantized with their own scale / zero point before comparing.
 
 For every op of the quantized model the table gives the SNR and cosine of its output against
-the float model (cumulative error: everything upstream included) and ``added_db``: how many
-dB of SNR the op loses relative to its worst input (the error this op adds). Layers are
+the float model (cumulative error: everything upstream included), the median per-position
+SNR (not fooled by outlier channels that carry most of the energy) and ``added_db``: how
+many dB of median SNR the op loses relative to its worst input (the error this op adds). Layers are
 ranked by ``added_db``: that is where quantization hurts, not just where it shows.
 """
 
@@ -46,10 +47,10 @@ class LayerError:
     dtype: str  # of the quantized model's tensor
     scale: float | None
     snr_db: float  # whole tensor, energy-weighted
-    channel_snr_db: float  # median over channels: what int8 did to the typical channel
+    median_snr_db: float  # median over positions: what int8 did to the typical value
     cosine: float
     max_abs_error: float
-    added_db: float  # channel SNR lost by this op relative to its worst input
+    added_db: float  # median SNR lost by this op relative to its worst input
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -204,7 +205,7 @@ def compare(
                     unmatched.append(t.name)
                 continue
             in_snr = [
-                acc[i].channel_snr_db
+                acc[i].median_snr_db
                 for i in op.inputs
                 if i >= 0 and i in acc and acc[i].count and not qi.tensors[i].is_constant
             ]
@@ -223,13 +224,13 @@ def compare(
                     dtype=t.dtype,
                     scale=t.quantization.scales[0] if t.quantization.is_quantized else None,
                     snr_db=round(a.snr_db, 3),
-                    channel_snr_db=round(a.channel_snr_db, 3),
+                    median_snr_db=round(a.median_snr_db, 3),
                     cosine=round(a.cosine, 6),
                     max_abs_error=round(a.max_abs, 6),
-                    added_db=round(base - a.channel_snr_db, 3),
+                    added_db=round(base - a.median_snr_db, 3),
                 )
             )
-    rows.sort(key=lambda r: (-r.added_db, r.channel_snr_db, r.op_index))
+    rows.sort(key=lambda r: (-r.added_db, r.median_snr_db, r.op_index))
     ranked = tuple(
         LayerError(**{**asdict(r), "rank": k + 1, "shape": r.shape}) for k, r in enumerate(rows)
     )

@@ -29,11 +29,14 @@ def snr_db(ref: np.ndarray, got: np.ndarray) -> float:
 
 
 def snr_from_sums(signal: float, noise: float) -> float:
+    """SNR in dB from summed squares, clamped to +-SNR_CAP_DB (inf / NaN noise: -cap)."""
+    if not np.isfinite(noise) or not np.isfinite(signal):
+        return -SNR_CAP_DB
     if noise <= 0:
         return SNR_CAP_DB
     if signal <= 0:
         return -SNR_CAP_DB
-    return float(min(SNR_CAP_DB, 10 * np.log10(signal / noise)))
+    return float(np.clip(10 * np.log10(signal / noise), -SNR_CAP_DB, SNR_CAP_DB))
 
 
 def cosine_per_sample(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
@@ -44,7 +47,9 @@ def cosine_per_sample(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
     na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
     den = na * nb
     both_zero = (na == 0) & (nb == 0)
-    cos = np.where(den > 0, num / np.maximum(den, 1e-300), 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        cos = np.where(den > 0, num / np.maximum(den, 1e-300), 0.0)
+    cos = np.where(np.isfinite(cos), cos, 0.0)
     return np.where(both_zero, 1.0, cos)
 
 
@@ -122,12 +127,15 @@ def output_metrics(ref: np.ndarray, got: np.ndarray, labels: np.ndarray | None) 
 
 class Accumulator:
     """Streaming SNR / cosine / max abs error of one tensor over many samples, plus the SNR of
-    each channel (last axis: TFLite tensors are channels-last).
+    each position of the tensor (summed over samples), whose median is the "typical" SNR.
 
-    The whole-tensor SNR is energy-weighted: a tensor with one outlier channel 100x larger
-    than the rest looks fine even when int8 wiped out every other channel. The median of the
-    per-channel SNRs does not hide that, so it is what layers are ranked by.
+    The whole-tensor SNR is energy-weighted: a tensor with one outlier channel (or token)
+    100x larger than the rest looks fine even when int8 wiped out everything else. The median
+    per-position SNR does not hide that, so it is what layers are ranked by. Tensors larger
+    than POSITION_LIMIT values use per-channel (last axis) sums instead, to bound memory.
     """
+
+    POSITION_LIMIT = 1 << 16
 
     def __init__(self) -> None:
         self.signal = 0.0
@@ -135,22 +143,27 @@ class Accumulator:
         self.cos_sum = 0.0
         self.count = 0
         self.max_abs = 0.0
-        self.ch_signal: np.ndarray | None = None
-        self.ch_noise: np.ndarray | None = None
+        self.pos_signal: np.ndarray | None = None
+        self.pos_noise: np.ndarray | None = None
 
     def add(self, ref: np.ndarray, got: np.ndarray) -> None:
         a = np.asarray(ref, dtype=np.float64)
         b = np.asarray(got, dtype=np.float64)
-        d = a - b
+        with np.errstate(invalid="ignore", over="ignore"):
+            d = a - b
+            d = np.where(np.isfinite(d), d, np.inf)
+            sq = d**2
         self.signal += float(np.mean(a**2))
-        self.noise += float(np.mean(d**2))
+        self.noise += float(np.mean(sq))
         self.cos_sum += float(cosine_per_sample(a.reshape(1, -1), b.reshape(1, -1))[0])
         self.max_abs = max(self.max_abs, float(np.max(np.abs(d))) if d.size else 0.0)
-        if a.ndim >= 2 and a.shape[-1] > 1:
-            cs = np.mean((a**2).reshape(-1, a.shape[-1]), axis=0)
-            cn = np.mean((d**2).reshape(-1, a.shape[-1]), axis=0)
-            self.ch_signal = cs if self.ch_signal is None else self.ch_signal + cs
-            self.ch_noise = cn if self.ch_noise is None else self.ch_noise + cn
+        if a.size > self.POSITION_LIMIT and a.ndim >= 2:
+            ps = np.mean((a**2).reshape(-1, a.shape[-1]), axis=0)
+            pn = np.mean(sq.reshape(-1, a.shape[-1]), axis=0)
+        else:
+            ps, pn = (a**2).reshape(-1), sq.reshape(-1)
+        self.pos_signal = ps if self.pos_signal is None else self.pos_signal + ps
+        self.pos_noise = pn if self.pos_noise is None else self.pos_noise + pn
         self.count += 1
 
     @property
@@ -158,13 +171,13 @@ class Accumulator:
         return snr_from_sums(self.signal, self.noise)
 
     @property
-    def channel_snr_db(self) -> float:
-        """Median over channels of each channel's SNR (the tensor SNR for 1-channel tensors)."""
-        if self.ch_signal is None or self.ch_noise is None:
+    def median_snr_db(self) -> float:
+        """Median over tensor positions of each position's SNR across the samples."""
+        if self.pos_signal is None or self.pos_noise is None or self.pos_signal.size <= 1:
             return self.snr_db
         per = [
             snr_from_sums(float(s), float(n))
-            for s, n in zip(self.ch_signal, self.ch_noise, strict=True)
+            for s, n in zip(self.pos_signal, self.pos_noise, strict=True)
         ]
         return float(np.median(per))
 

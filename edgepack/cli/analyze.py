@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
             return
         typer.echo(
             f"per-layer error of {package}: {result.matched} op outputs compared on "
-            f"{result.samples} samples; ranked by channel SNR lost at the op (added dB)"
+            f"{result.samples} samples; ranked by the median SNR lost at the op (added dB)"
         )
         rows = [
             (
@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
                 r.layer[:48],
                 r.dtype.lower(),
                 f"{r.added_db:.1f}",
-                f"{r.channel_snr_db:.1f}",
+                f"{r.median_snr_db:.1f}",
                 f"{r.snr_db:.1f}",
                 f"{r.cosine:.4f}",
                 f"{r.max_abs_error:.4g}",
@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
                 "layer",
                 "dtype",
                 "added dB",
-                "ch SNR dB",
+                "median SNR dB",
                 "SNR dB",
                 "cosine",
                 "max abs err",
