@@ -481,13 +481,16 @@ def check_result(info: ModelInfo, record: dict[str, Any], io_dtype: str) -> None
             if o.op not in allowed and not any(info.tensors[i].name in kept for i in o.outputs)
         }
     )
-    if wrong or stray:
+    if wrong:
         raise QuantizationError(
-            "the fallback model does not match its recipe: "
-            + "; ".join(
-                ([f"I/O is not {io_dtype}: {', '.join(wrong)}"] if wrong else [])
-                + ([f"unexpected float ops {', '.join(stray)}"] if stray else [])
-            ),
+            f"the fallback recipe keeps ops next to the model's I/O in float, so its I/O is "
+            f"not {io_dtype}: {', '.join(wrong)}",
+            "pass --io-dtype float32 with --auto-fallback, or lower --fallback-budget",
+        )
+    if stray:
+        raise QuantizationError(
+            f"the fallback model computes in float in ops its recipe did not keep: "
+            f"{', '.join(stray)}",
             "report this model to the edgepack maintainers",
         )
 
