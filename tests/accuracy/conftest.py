@@ -17,9 +17,8 @@ ENCODER_SINK = 1000.0  # token 0 carries two residual channels of size 1000
 
 @pytest.fixture(scope="session")
 def digits_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    import torch
-
     import sensitive_models
+    import torch
 
     torch.set_num_threads(1)
     return sensitive_models.write_digits_files(tmp_path_factory.mktemp("digits"), DIGITS_GAIN)
@@ -27,9 +26,8 @@ def digits_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def encoder_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    import torch
-
     import sensitive_models
+    import torch
 
     torch.set_num_threads(1)
     return sensitive_models.write_encoder_files(tmp_path_factory.mktemp("encoder"), ENCODER_SINK)
