@@ -22,6 +22,8 @@ Strategies
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -200,7 +202,8 @@ class Searcher:
         ]
         rm = recipe_manager.RecipeManager()
         rm.load_quantization_recipe(self.recipe(()))
-        with quiet_native():
+        # quiet_native silences file descriptors; the progress bar writes to sys.stderr.
+        with quiet_native(), contextlib.redirect_stderr(io.StringIO()):
             calib = calibrator.Calibrator(
                 bytes(self.float_model), num_threads=1, qsv_update_func=qsv_utils.min_max_update
             )
@@ -298,6 +301,8 @@ def search(
     n_ops = len([o for o in info.operators if o.op not in CONVERSION_OPS])
     budget = default_budget(n_ops) if budget is None else budget
     strategy = Strategy.GRAPH_SUFFIX if accelerator != "none" else Strategy.SENSITIVITY
+    unit = "float op(s)" if precision == FallbackPrecision.FLOAT else "int16 op(s)"
+    other = "int16" if precision == FallbackPrecision.FLOAT else "float"
 
     base = s.quantize(())
     base_metrics = _evaluate(base, eval_inputs, ref, labels)
@@ -345,7 +350,7 @@ def search(
             }
             steps.append(step)
             tried.append((tuple(sorted(keep)), cand, m))
-            say(f"fallback: step {step['step']}: {len(keep)} float op(s): {_describe(step)}")
+            say(f"fallback: step {step['step']}: {len(keep)} {unit}: {_describe(step)}")
             if gate.passed(m):
                 break
     best_keep, best_model, best_metrics = min(
@@ -376,10 +381,10 @@ def search(
         kept = ", ".join(f"{e['op']} {e['layer']}" for e in record["kept"][:6]) or "none"
         more = len(record["kept"]) - 6
         raise GateError(
-            f"no fallback recipe within {budget} float op(s) meets the gate ({gate.describe()}); "
+            f"no fallback recipe within {budget} {unit} meets the gate ({gate.describe()}); "
             f"closest: {_describe(best)} with {len(best_keep)} op(s) kept out of int8 "
             f"({kept}{f', +{more} more' if more > 0 else ''}); all-int8 gave {_describe(steps[0])}",
-            "raise --fallback-budget, try --fallback-precision int16, or use --quantization "
+            f"raise --fallback-budget, try --fallback-precision {other}, or use --quantization "
             "dynamic-range (int8 weights, float activations)",
         )
     route = {
