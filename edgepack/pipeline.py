@@ -129,10 +129,6 @@ def _check_accuracy_options(plan: BuildPlan) -> list[str]:
             )
         if plan.max_accuracy_drop is None and plan.min_fidelity is None:
             problems.append("--auto-fallback needs a gate: --max-accuracy-drop or --min-fidelity")
-        if plan.io == IODtype.UINT8:
-            problems.append(
-                "--auto-fallback builds float32 or int8 I/O, not uint8 (pass --io-dtype int8)"
-            )
     return problems
 
 

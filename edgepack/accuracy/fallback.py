@@ -34,6 +34,7 @@ import numpy as np
 
 from edgepack._quiet import quiet_native
 from edgepack.accuracy.analyze import CONVERSION_OPS, compare
+from edgepack.accuracy.io_adapter import adapt_io
 from edgepack.accuracy.metrics import output_metrics
 from edgepack.data import Dataset
 from edgepack.errors import GateError, QuantizationError
@@ -178,11 +179,6 @@ class Searcher:
         io_dtype: str,
         precision: FallbackPrecision = FallbackPrecision.FLOAT,
     ) -> None:
-        if io_dtype not in ("float32", "int8"):
-            raise QuantizationError(
-                f"--auto-fallback supports float32 or int8 I/O, not {io_dtype}",
-                "pass --io-dtype int8 (or float32) with --auto-fallback",
-            )
         self.float_model = float_model
         self.info = read_model_bytes(float_model)
         self.io_dtype = io_dtype
@@ -233,7 +229,8 @@ class Searcher:
             try:
                 q = quantizer.Quantizer(bytearray(self.float_model))
                 q.load_quantization_recipe(self.recipe(keep))
-                return bytes(q.quantize(self.qsvs, enable_progress_report=False).quantized_model)
+                out = bytes(q.quantize(self.qsvs, enable_progress_report=False).quantized_model)
+                return adapt_io(out, self.io_dtype, self.qsvs)
             except Exception as exc:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
                 raise QuantizationError(
@@ -471,7 +468,7 @@ def run(
 def check_result(info: ModelInfo, record: dict[str, Any], io_dtype: str) -> None:
     """Read the model back: I/O dtype as asked, float compute only in the ops the recipe kept
     out of int8 (or that the quantizer cannot quantize)."""
-    want = {"float32": "FLOAT32", "int8": "INT8"}[io_dtype]
+    want = {"float32": "FLOAT32", "int8": "INT8", "uint8": "UINT8"}[io_dtype]
     wrong = [
         f"{t.name}: {t.dtype}"
         for t in info.input_tensors + info.output_tensors

@@ -97,31 +97,40 @@ def test_budget_too_small_fails_with_the_closest_recipe(digits_files, tmp_path, 
 
 
 def test_accelerator_target_keeps_float_ops_in_one_tail(digits_files, tmp_path, capsys) -> None:
-    """coral-usb (Edge TPU): float ops are one tail of the graph; the cost is reported.
-    conv1 is the culprit, so the whole graph from conv1 on leaves the TPU: that is the price of
-    this model's outlier on an Edge TPU, and the manifest says so."""
+    """coral-usb (Edge TPU, uint8 NHWC I/O): float ops form one tail of the graph and the
+    cost is reported. conv1 is the culprit, so everything from conv1 on leaves the TPU: for
+    this model that is the whole graph, and the manifest says so."""
     out = tmp_path / "pkg"
     gate = ("--max-accuracy-drop", "0.5", "--auto-fallback", "--fallback-budget", "8")
-    args = digits_args(digits_files, out, *gate, "--io-dtype", "float32")
+    args = digits_args(digits_files, out, *gate)
     args[args.index("rpi4")] = "coral-usb"
     rc = main(args)
     assert rc == 0, capsys.readouterr().err
-    fb = _manifest(out)["quantization"]["fallback"]
+    m = _manifest(out)
+    fb = m["quantization"]["fallback"]
     assert fb["strategy"] == "graph-suffix"
     idx = [e["index"] for e in fb["kept"]]
     assert idx == list(range(idx[0], fb["ops_total"]))  # contiguous up to the last op
-    assert idx[0] <= 1  # conv1 is the culprit: everything from it on leaves the TPU
-    assert fb["accelerator"]["ops_moved_off_accelerator"] == len(idx)
-    assert fb["accelerator"]["kind"] == "edgetpu"
-    # Integer I/O cannot survive a float tail: refused with the way out, nothing written.
-    int8_out = tmp_path / "int8"
-    args = digits_args(digits_files, int8_out, *gate, "--io-dtype", "int8")
+    assert idx[0] == 0  # NHWC graph: conv1 is op 0
+    assert fb["accelerator"] == {
+        "kind": "edgetpu",
+        "ops_moved_off_accelerator": 7,
+        "first_cpu_op": fb["kept"][0],
+        "note": "float ops form one tail of the graph: the accelerated part stays in one piece",
+    }
+    assert m["metrics"]["accuracy"]["drop_points"] <= 0.5
+    # The profile's uint8 I/O survives the float tail: boundary QUANTIZE / DEQUANTIZE ops.
+    info = read_model(out / "model.tflite")
+    assert [t.dtype for t in info.input_tensors + info.output_tensors] == ["UINT8", "UINT8"]
+    assert info.input_tensors[0].shape == (1, 8, 8, 1)
+    # With the default budget (half the ops) the same build is refused with its numbers.
+    refused = tmp_path / "refused"
+    args = digits_args(digits_files, refused, "--max-accuracy-drop", "0.5", "--auto-fallback")
     args[args.index("rpi4")] = "coral-usb"
-    assert main(args) == 2
+    assert main(args) == 3
     err = capsys.readouterr().err
-    assert "so its I/O is not int8: serving_default_output_0_output: FLOAT32" in err
-    assert "--io-dtype float32" in err
-    assert not int8_out.exists()
+    assert "no fallback recipe within 3 float op(s)" in err
+    assert not refused.exists()
 
 
 @pytest.mark.parametrize(
@@ -133,7 +142,6 @@ def test_accelerator_target_keeps_float_ops_in_one_tail(digits_files, tmp_path, 
             "applies to full-int8",
         ),
         (("--min-fidelity", "1.5"), "--min-fidelity must be in (0, 1]"),
-        (("--auto-fallback", "--min-fidelity", "0.9", "--io-dtype", "uint8"), "not uint8"),
         (("--max-accuracy-drop", "1", "--fallback-budget", "-1"), "--fallback-budget must be >= 0"),
         (("--max-accuracy-drop", "1", "--fallback-precision", "int4"), "'float' or 'int16'"),
     ],
