@@ -1,6 +1,6 @@
 """Accuracy, size and host latency of float32 / dynamic-range / full-int8 / full-int8 with
---auto-fallback, on the bundled digits CNN and on a CNN made sensitive to int8 on purpose
-(tests/accuracy/sensitive_models.py: one conv channel x300, same float function).
+--auto-fallback, on the bundled digits CNN, on a CNN made sensitive to int8 on purpose and on a small
+transformer block with a massive activation (both in tests/accuracy/sensitive_models.py).
 
 Latency: every model of a table is timed in the same process, interleaved (5 rounds of
 200 invokes, 1 thread, XNNPACK), median; ratios are against float32. Host latency is not
@@ -23,7 +23,9 @@ sys.path.insert(0, str(ROOT / "tests" / "accuracy"))
 MODES = ("float32", "dynamic-range", "full-int8", "full-int8 --auto-fallback")
 
 
-def build(source: str, weights: Path, shape: str, calib: Path, ev: Path, mode: str, out: Path):
+def build(
+    source: str, weights: Path, shape: str, calib: Path, ev: Path, mode: str, out: Path, gate: str
+):
     from edgepack.pipeline import BuildPlan
     from edgepack.pipeline import build as run_build
     from edgepack.targets import QuantMode, load_target
@@ -37,7 +39,8 @@ def build(source: str, weights: Path, shape: str, calib: Path, ev: Path, mode: s
         quantization=QuantMode(mode.split()[0]),
         calibration=calib,
         eval=ev,
-        max_accuracy_drop=0.5 if fallback else None,
+        max_accuracy_drop=0.5 if fallback and gate == "drop" else None,
+        min_fidelity=0.99 if fallback and gate == "cosine" else None,
         auto_fallback=fallback,
         output=out,
         force=True,
@@ -57,19 +60,28 @@ def latencies(paths: list[Path], rounds: int = 5, runs: int = 200) -> list[float
     return [statistics.median(s) for s in samples]
 
 
-def table(title: str, source: str, weights: Path, shape: str, calib: Path, ev: Path) -> None:
+def table(
+    title: str, source: str, weights: Path, shape: str, calib: Path, ev: Path, gate: str = "drop"
+) -> None:
+    from edgepack.errors import QuantizationError
+
     work = Path(tempfile.mkdtemp(prefix="bench-acc-"))
     rows = []
+    refused = {}
     for k, mode in enumerate(MODES):
-        m = build(source, weights, shape, calib, ev, mode, work / f"m{k}")
-        rows.append((mode, m))
-    lat = latencies([work / f"m{k}" / "model.tflite" for k in range(len(MODES))])
+        try:
+            m = build(source, weights, shape, calib, ev, mode, work / f"m{k}", gate)
+        except QuantizationError as exc:
+            refused[mode] = exc.message
+            continue
+        rows.append((mode, m, work / f"m{k}" / "model.tflite"))
+    lat = latencies([p for _, _, p in rows])
     print(f"\n{title}")
     print(
         f"{'mode':28} {'top-1 %':>8} {'drop':>7} {'cosine':>8} {'KB':>7} "
         f"{'ms':>7} {'vs fp32':>8}  float ops kept"
     )
-    for (mode, m), ms in zip(rows, lat, strict=True):
+    for (mode, m, _), ms in zip(rows, lat, strict=True):
         acc = m["metrics"]["accuracy"]
         fb = m["quantization"].get("fallback")
         kept = (
@@ -82,6 +94,8 @@ def table(title: str, source: str, weights: Path, shape: str, calib: Path, ev: P
             f"{m['metrics']['fidelity']['cosine']:8.4f} {m['metrics']['size_bytes'] / 1024:7.1f} "
             f"{ms:7.4f} {ms / lat[0]:8.2f}  {kept}"
         )
+    for mode, why in refused.items():
+        print(f"{mode:28} refused: {why}")
 
 
 def main() -> None:
@@ -106,6 +120,17 @@ def main() -> None:
         "1x1x8x8",
         files["calib"],
         files["eval"],
+    )
+    enc = sensitive_models.write_encoder_files(Path(tempfile.mkdtemp(prefix="bench-e-")), 1000.0)
+    table(
+        "transformer block (int64 ids 1x16, massive activation on token 0; 300 eval sequences; "
+        "fallback gate: cosine >= 0.99)",
+        f"{ROOT / 'tests' / 'accuracy' / 'sensitive_models.py'}:build_encoder",
+        enc["weights"],
+        "ids=1x16:int64",
+        enc["calib"],
+        enc["eval"],
+        gate="cosine",
     )
 
 
