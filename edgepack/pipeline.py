@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepack import __version__
+from edgepack.accuracy.fallback import FallbackPrecision
 from edgepack.data import Dataset, load_dataset
 from edgepack.errors import QuantizationError, UsageError
 from edgepack.manifest import MANIFEST_SCHEMA_VERSION, host_facts, now_iso, tool_versions
@@ -47,7 +48,7 @@ class BuildPlan:
     min_fidelity: float | None = None  # output cosine vs the float model, gated
     auto_fallback: bool = False  # full-int8 missing the gate: keep sensitive ops out of int8
     fallback_budget: int | None = None  # max ops kept out of int8 (None: half the ops)
-    fallback_precision: str = "float"  # "float" or "int16" (16-bit activations)
+    fallback_precision: FallbackPrecision = FallbackPrecision.FLOAT
 
     # ---- resolved values -------------------------------------------------------------
     @property
@@ -118,8 +119,6 @@ def _check_accuracy_options(plan: BuildPlan) -> list[str]:
             problems.append("--min-fidelity must be in (0, 1] (cosine similarity, e.g. 0.99)")
         if plan.eval is None:
             problems.append("--min-fidelity needs --eval data (labels not required)")
-    if plan.fallback_precision not in ("float", "int16"):
-        problems.append("--fallback-precision must be 'float' or 'int16'")
     if plan.fallback_budget is not None and plan.fallback_budget < 0:
         problems.append("--fallback-budget must be >= 0 (ops kept out of int8)")
     if plan.auto_fallback:

@@ -439,7 +439,7 @@ def run(
             io_dtype=plan.io.value,
             budget=plan.fallback_budget,
             accelerator=plan.target.device.accelerator,
-            precision=FallbackPrecision(plan.fallback_precision),
+            precision=plan.fallback_precision,
             trigger=trigger,
             progress=ctx.progress,
         )

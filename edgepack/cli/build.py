@@ -108,7 +108,7 @@ def register(app: typer.Typer) -> None:
             min_fidelity=min_fidelity,
             auto_fallback=auto_fallback,
             fallback_budget=fallback_budget,
-            fallback_precision=fallback_precision,
+            fallback_precision=_fallback_precision(fallback_precision),
             output=output,
             force=force,
             name=name,
@@ -122,6 +122,18 @@ def register(app: typer.Typer) -> None:
         echo_pairs(result.rows)
         files = ", ".join([*result.manifest["files"], "manifest.json"])
         typer.echo(f"\nwrote {result.package}/ ({files})")
+
+
+def _fallback_precision(value: str) -> Any:
+    from edgepack.accuracy.fallback import FallbackPrecision
+    from edgepack.errors import UsageError
+
+    values = [e.value for e in FallbackPrecision]
+    if value not in values:
+        raise UsageError(
+            f"unknown --fallback-precision '{value}'", f"accepted: {', '.join(values)}"
+        )
+    return FallbackPrecision(value)
 
 
 def parse_enum(flag: str, value: str | None, enum_name: str) -> Any:
