@@ -54,6 +54,26 @@ def register(app: typer.Typer) -> None:
             "--max-accuracy-drop",
             help="Fail the build if top-1 drops by more points than this.",
         ),
+        min_fidelity: float | None = typer.Option(
+            None,
+            "--min-fidelity",
+            help="Fail the build if the output cosine vs the float model is below this (e.g. 0.99).",
+        ),
+        auto_fallback: bool = typer.Option(
+            False,
+            "--auto-fallback",
+            help="If full-int8 misses a gate, keep the most sensitive ops out of int8 until it passes.",
+        ),
+        fallback_budget: int | None = typer.Option(
+            None,
+            "--fallback-budget",
+            help="Most ops --auto-fallback may keep out of int8 (default: half the ops).",
+        ),
+        fallback_precision: str = typer.Option(
+            "float",
+            "--fallback-precision",
+            help="float | int16: what --auto-fallback raises sensitive ops to.",
+        ),
         output: Path | None = typer.Option(
             None, "--output", "-o", help="Package folder (default dist/<name>-<target>)."
         ),
@@ -85,6 +105,10 @@ def register(app: typer.Typer) -> None:
             eval=eval_data,
             eval_samples=eval_samples,
             max_accuracy_drop=max_accuracy_drop,
+            min_fidelity=min_fidelity,
+            auto_fallback=auto_fallback,
+            fallback_budget=fallback_budget,
+            fallback_precision=_fallback_precision(fallback_precision),
             output=output,
             force=force,
             name=name,
@@ -96,7 +120,20 @@ def register(app: typer.Typer) -> None:
             echo_json(result.manifest)
             return
         echo_pairs(result.rows)
-        typer.echo(f"\nwrote {result.package}/ (model.tflite, manifest.json, summary.md)")
+        files = ", ".join([*result.manifest["files"], "manifest.json"])
+        typer.echo(f"\nwrote {result.package}/ ({files})")
+
+
+def _fallback_precision(value: str) -> Any:
+    from edgepack.accuracy.fallback import FallbackPrecision
+    from edgepack.errors import UsageError
+
+    values = [e.value for e in FallbackPrecision]
+    if value not in values:
+        raise UsageError(
+            f"unknown --fallback-precision '{value}'", f"accepted: {', '.join(values)}"
+        )
+    return FallbackPrecision(value)
 
 
 def parse_enum(flag: str, value: str | None, enum_name: str) -> Any:
