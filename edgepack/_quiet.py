@@ -3,6 +3,8 @@ terminal: the library never prints. What they wrote is kept for error messages."
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import sys
 import tempfile
@@ -28,11 +30,20 @@ def quiet_native() -> Iterator[Captured]:
     sys.stderr.flush()
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         saved = [os.dup(1), os.dup(2)]
+        py_streams = (sys.stdout, sys.stderr)
+        text = io.StringIO()
+        raise_exc = logging.raiseExceptions
         try:
             os.dup2(tmp.fileno(), 1)
             os.dup2(tmp.fileno(), 2)
+            # Python-level writes too (when sys.stderr is not fd 2, e.g. under a test runner);
+            # a logging handler bound to a closed stream must not print "Logging error".
+            sys.stdout = sys.stderr = text
+            logging.raiseExceptions = False
             yield cap
         finally:
+            sys.stdout, sys.stderr = py_streams
+            logging.raiseExceptions = raise_exc
             sys.stdout.flush()
             sys.stderr.flush()
             os.dup2(saved[0], 1)
@@ -40,4 +51,4 @@ def quiet_native() -> Iterator[Captured]:
             for fd in saved:
                 os.close(fd)
             tmp.seek(0)
-            cap.text = tmp.read().decode("utf-8", "replace")
+            cap.text = tmp.read().decode("utf-8", "replace") + text.getvalue()

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from edgepack import __version__
+from edgepack.accuracy.fallback import FallbackPrecision
 from edgepack.data import Dataset, load_dataset
-from edgepack.errors import UsageError
+from edgepack.errors import QuantizationError, UsageError
 from edgepack.manifest import (
     MANIFEST_SCHEMA_VERSION,
     StageRecord,
@@ -34,6 +35,8 @@ from edgepack.stages.base import (
     noop_progress,
 )
 from edgepack.targets import IODtype, IOLayout, QuantMode, TargetProfile
+
+FLOAT_MODEL_FILE = "model_float32.tflite"
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,10 @@ class BuildPlan:
     name: str | None = None
     seed: int = 0
     latency_runs: int = 50
+    min_fidelity: float | None = None  # output cosine vs the float model, gated
+    auto_fallback: bool = False  # full-int8 missing the gate: keep sensitive ops out of int8
+    fallback_budget: int | None = None  # max ops kept out of int8 (None: half the ops)
+    fallback_precision: FallbackPrecision = FallbackPrecision.FLOAT
     # The source as the user wrote it (edgepack.toml: relative to that file). Recorded in the
     # manifest instead of ``source``, so it does not depend on the working folder.
     source_label: str | None = None
@@ -105,6 +112,7 @@ def check_plan(plan: BuildPlan) -> list[str]:
             problems.append("--max-accuracy-drop must be >= 0 (points of top-1)")
         if plan.eval is None:
             problems.append("--max-accuracy-drop needs --eval data with labels")
+    problems += _check_accuracy_options(plan)
     for flag, n in (
         ("--calibration-samples", plan.calibration_samples),
         ("--eval-samples", plan.eval_samples),
@@ -117,6 +125,25 @@ def check_plan(plan: BuildPlan) -> list[str]:
             "see `edgepack build --help`; the target's defaults are in `edgepack targets show "
             f"{plan.target.name}`",
         )
+    return problems
+
+
+def _check_accuracy_options(plan: BuildPlan) -> list[str]:
+    problems: list[str] = []
+    if plan.min_fidelity is not None:
+        if not 0 < plan.min_fidelity <= 1:
+            problems.append("--min-fidelity must be in (0, 1] (cosine similarity, e.g. 0.99)")
+        if plan.eval is None:
+            problems.append("--min-fidelity needs --eval data (labels not required)")
+    if plan.fallback_budget is not None and plan.fallback_budget < 0:
+        problems.append("--fallback-budget must be >= 0 (ops kept out of int8)")
+    if plan.auto_fallback:
+        if plan.mode != QuantMode.FULL_INT8:
+            problems.append(
+                f"--auto-fallback applies to full-int8 builds (this one is {plan.mode.value})"
+            )
+        if plan.max_accuracy_drop is None and plan.min_fidelity is None:
+            problems.append("--auto-fallback needs a gate: --max-accuracy-drop or --min-fidelity")
     return problems
 
 
@@ -289,24 +316,58 @@ def build_from_model(
         exported = export.run(model, ctx)
     float_model = convert.run(exported, plan.layout, ctx)
     batch = model.inputs[0].shape[0] if model.inputs[0].shape else 1
-    built = quantize.run(float_model, plan.mode, plan.io, calib, ctx, batch=batch)
     data = ev or calib or _random_data(model, plan.seed)
-    report = validate.run(
-        model,
-        float_model,
-        built,
-        data,
-        ctx,
-        max_accuracy_drop=plan.max_accuracy_drop,
-        budgets=plan.target.budgets,
-        latency_runs=plan.latency_runs,
-    )
+    validate_args: dict[str, Any] = {
+        "max_accuracy_drop": plan.max_accuracy_drop,
+        "budgets": plan.target.budgets,
+        "latency_runs": plan.latency_runs,
+        "min_fidelity": plan.min_fidelity,
+    }
+    fallback = None
+    missed: list[dict[str, Any]] = []
+    trigger = ""
+    try:
+        built = quantize.run(float_model, plan.mode, plan.io, calib, ctx, batch=batch)
+        report = validate.run(
+            model,
+            float_model,
+            built,
+            data,
+            ctx,
+            raise_on_fail=not plan.auto_fallback,
+            **validate_args,
+        )
+        missed = [g for g in report.failed if g["gate"] in validate.ACCURACY_GATES]
+        if missed:
+            trigger = "; ".join(f"{g['gate']} {g['value']} vs {g['limit']}" for g in missed)
+        else:
+            validate.raise_for_gates(report, built.kind)
+    except QuantizationError as exc:
+        if not plan.auto_fallback:
+            raise
+        missed, trigger = [{"gate": "quantization", "error": exc.message}], exc.message
+    if plan.auto_fallback and missed:
+        from edgepack.accuracy import fallback as fallback_stage
+
+        if ev is None or calib is None:  # check_plan requires both; kept for the type checker
+            raise UsageError("--auto-fallback needs --eval and --calibration data", "pass both")
+        fallback = fallback_stage.run(float_model, model, calib, ev, plan, trigger, ctx)
+        built = fallback.artifact
+        report = validate.run(model, float_model, built, data, ctx, **validate_args)
     manifest = make_manifest(plan, model, name, built, report, ctx)
+    files = {"model.tflite": built.path}
+    if plan.mode != QuantMode.FLOAT32:
+        # The float reference for `edgepack analyze` (per-layer error) without the source.
+        files[FLOAT_MODEL_FILE] = float_model.path
+        manifest["reference_model"] = FLOAT_MODEL_FILE
+    if fallback is not None:
+        manifest["quantization"]["route"] = fallback.route
+        manifest["quantization"]["fallback"] = fallback.record
     summary = render_summary(manifest)
     ctx.progress(f"package: {dest}")
     package_stage.write_package(
         dest,
-        files={"model.tflite": built.path},
+        files=files,
         texts={"summary.md": summary},
         manifest=manifest,
         force=plan.force,
@@ -390,9 +451,20 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
         (
             "fidelity vs PyTorch",
             f"cosine {fid['cosine']:.4f}, SNR {fid['snr_db']:.1f} dB, "
-            f"max abs {fid['max_abs_diff']:.4g}",
+            f"max abs {fid['max_abs_diff']:.4g}"
+            + (f", NN agreement {fid['nn_agreement']:.3f}" if "nn_agreement" in fid else ""),
         )
     )
+    fb = q.get("fallback")
+    if fb:
+        kept = ", ".join(f"{e['op']}#{e['index']}" for e in fb["kept"]) or "none"
+        rows.append(
+            (
+                "fallback",
+                f"{fb['ops_kept_out_of_int8']} of {fb['ops_total']} ops kept {fb['precision']} "
+                f"({kept}) after {len(fb['steps']) - 1} step(s), {fb['strategy']}",
+            )
+        )
     par = m["float_parity"]
     rows.append(
         ("float parity", f"max abs diff {par['max_abs_diff']:.2e} over {par['samples']} samples")
@@ -403,7 +475,8 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
         rows.append(("float compute ops", ", ".join(manifest["model"]["float_compute_ops"])))
     lat = manifest["build"].get("host_latency") if timing else None
     if lat:
-        built = lat.get(q["mode"], lat.get("float32"))
+        kinds = [k for k in lat if k not in ("float32", "threads")]
+        built = lat[kinds[0]] if kinds else lat["float32"]
         rows.append(
             (
                 "host latency (1 thread)",
@@ -415,7 +488,7 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
         rows.append(
             (
                 f"gate {g['gate']}",
-                f"{g['value']} <= {g['limit']}: {'pass' if g['passed'] else 'FAIL'}",
+                f"{g['value']} {g.get('op', '<=')} {g['limit']}: {'pass' if g['passed'] else 'FAIL'}",
             )
         )
     return rows

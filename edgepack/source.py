@@ -79,7 +79,12 @@ def _import_target(target: str, spec: str) -> tuple[Any, str | None]:
                 "pass path/to/model.py:factory with an existing file",
             )
         resolved = str(path.resolve())
-        name = "edgepack_user_" + hashlib.sha256(resolved.encode()).hexdigest()[:12]
+        # The module name ends up in the converted model's tensor names: keep it the file's
+        # stem (reproducible, readable) unless another module already holds that name.
+        name = path.stem
+        held = sys.modules.get(name)
+        if held is not None and getattr(held, "__file__", None) != resolved:
+            name = f"{path.stem}_{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
         mod_spec = importlib.util.spec_from_file_location(name, resolved)
         if mod_spec is None or mod_spec.loader is None:
             raise ModelLoadError(f"cannot import {path}", "pass a Python source file")

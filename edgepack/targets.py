@@ -10,12 +10,12 @@ import difflib
 import hashlib
 import json
 import sys
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
+from edgepack import schema
 from edgepack.errors import ProfileError
 
 if sys.version_info >= (3, 11):
@@ -58,81 +58,94 @@ class Transport(str, Enum):
     ADB = "adb"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
-
-
-class DeviceSpec(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class DeviceSpec:
     arch: Literal["x86_64", "aarch64", "armv7l", "arm64-v8a"]
     cpu: str = ""
-    cores: int = Field(ge=1, le=256)
-    big_cores: list[int] = Field(default_factory=list)  # CPU ids to pin to (Android big cores)
-    ram_mb: int = Field(ge=16)
+    cores: int = field(metadata={"ge": 1, "le": 256})
+    big_cores: list[int] = field(default_factory=list)  # CPU ids to pin to (Android big cores)
+    ram_mb: int = field(metadata={"ge": 16})
     accelerator: Literal["none", "edgetpu", "gpu", "npu"] = "none"
 
 
-class RuntimeSpec(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class RuntimeSpec:
     name: Literal["ai-edge-litert", "tflite-runtime", "benchmark_model"]
     delegate: Delegate = Delegate.XNNPACK
-    threads: int = Field(default=1, ge=1, le=64)
+    threads: int = field(default=1, metadata={"ge": 1, "le": 64})
     python: str = ""  # the device's Python, for the SSH harness ("python3" when empty)
 
 
-class QuantizationSpec(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class QuantizationSpec:
     mode: QuantMode
     io_dtype: IODtype = IODtype.FLOAT32
     io_layout: IOLayout = IOLayout.NCHW
-    calibration_samples: int = Field(default=200, ge=1)
+    calibration_samples: int = field(default=200, metadata={"ge": 1})
 
-    @field_validator("io_dtype")
-    @classmethod
-    def _io(cls, v: IODtype, info: Any) -> IODtype:
-        mode = info.data.get("mode")
-        if v != IODtype.FLOAT32 and mode != QuantMode.FULL_INT8:
-            raise ValueError(f"io_dtype {v.value!r} needs mode 'full-int8'")
-        return v
-
-
-class Budgets(_Strict):
-    max_model_kb: float | None = Field(default=None, gt=0)
-    max_ram_mb: float | None = Field(default=None, gt=0)
-    max_latency_ms: float | None = Field(default=None, gt=0)
+    def _check(self) -> list[str]:
+        if self.io_dtype != IODtype.FLOAT32 and self.mode != QuantMode.FULL_INT8:
+            return [
+                f"quantization.io_dtype': io_dtype {self.io_dtype.value!r} needs mode 'full-int8'"
+            ]
+        return []
 
 
-class BenchSpec(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class Budgets:
+    max_model_kb: float | None = field(default=None, metadata={"gt": 0})
+    max_ram_mb: float | None = field(default=None, metadata={"gt": 0})
+    max_latency_ms: float | None = field(default=None, metadata={"gt": 0})
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchSpec:
     transport: Transport
-    warmup_runs: int = Field(default=10, ge=0)
-    runs: int = Field(default=100, ge=1)
-    min_seconds: float = Field(default=0.0, ge=0)
-    max_seconds: float = Field(default=60.0, gt=0)
+    warmup_runs: int = field(default=10, metadata={"ge": 0})
+    runs: int = field(default=100, metadata={"ge": 1})
+    min_seconds: float = field(default=0.0, metadata={"ge": 0})
+    max_seconds: float = field(default=60.0, metadata={"gt": 0})
 
 
-class CompatSpec(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class CompatSpec:
     # Rule tables (edgepack/compat/rules/*.toml) checked before the model ships.
-    rules: list[Literal["xnnpack", "gpu", "edgetpu"]] = Field(default_factory=list)
+    rules: list[Literal["xnnpack", "gpu", "edgetpu"]] = field(default_factory=list)
     require_full_delegation: bool = False
 
 
-class TargetProfile(_Strict):
-    schema_: int = Field(alias="schema", default=SCHEMA_VERSION)
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+@dataclass(frozen=True, kw_only=True)
+class TargetProfile:
+    schema_: int = field(default=SCHEMA_VERSION, metadata={"key": "schema"})
+    name: str = field(metadata={"pattern": r"^[a-z0-9][a-z0-9._-]*$"})
     description: str = ""
     device: DeviceSpec
     runtime: RuntimeSpec
     quantization: QuantizationSpec
-    budgets: Budgets = Budgets()
+    budgets: Budgets = field(default_factory=Budgets)
     bench: BenchSpec
-    compat: CompatSpec = CompatSpec()
+    compat: CompatSpec = field(default_factory=CompatSpec)
 
-    @field_validator("schema_")
+    def _check(self) -> list[str]:
+        if self.schema_ != SCHEMA_VERSION:
+            return [
+                f"schema': {self.schema_} is not supported (this edgepack reads {SCHEMA_VERSION})"
+            ]
+        return []
+
     @classmethod
-    def _schema(cls, v: int) -> int:
-        if v != SCHEMA_VERSION:
-            raise ValueError(f"schema {v} is not supported (this edgepack reads {SCHEMA_VERSION})")
-        return v
+    def from_dict(cls, data: dict[str, Any], origin: str = "<data>") -> TargetProfile:
+        """Validate a profile given as data (e.g. the copy kept in a package manifest)."""
+        try:
+            return schema.build(cls, data)
+        except schema.SchemaErrors as exc:
+            raise ProfileError(
+                f"invalid target profile {origin}: {exc}",
+                "compare with `edgepack targets show rpi4`; the schema is in docs/targets.md",
+            ) from exc
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
+        return schema.to_dict(self)
 
     @property
     def sha256(self) -> str:
@@ -154,19 +167,6 @@ def builtin_names() -> list[str]:
     return sorted(p.stem for p in targets_dir().glob("*.toml"))
 
 
-def _format_validation(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "<root>"
-        if e["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{loc}'")
-        elif e["type"] == "missing":
-            parts.append(f"missing key '{loc}'")
-        else:
-            parts.append(f"'{loc}': {e['msg']}")
-    return "; ".join(parts)
-
-
 def parse_profile(text: str, origin: str) -> TargetProfile:
     try:
         raw = tomllib.loads(text)
@@ -175,13 +175,7 @@ def parse_profile(text: str, origin: str) -> TargetProfile:
             f"target profile {origin} is not valid TOML: {exc}",
             "check the line named above; `edgepack targets show rpi4` prints a valid profile",
         ) from exc
-    try:
-        return TargetProfile.model_validate(raw)
-    except ValidationError as exc:
-        raise ProfileError(
-            f"invalid target profile {origin}: {_format_validation(exc)}",
-            "compare with `edgepack targets show rpi4`; the schema is in docs/targets.md",
-        ) from exc
+    return TargetProfile.from_dict(raw, origin)
 
 
 def load_target(name_or_path: str) -> TargetProfile:

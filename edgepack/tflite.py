@@ -75,6 +75,9 @@ class Tensor:
     quantization: Quantization
     buffer_bytes: int  # bytes of constant data (0 for activations)
     shape_signature: tuple[int, ...] = ()
+    # Values of small INT32/INT64 constants (axes, paddings, strides, shapes): rule checks
+    # need them. Empty for activations and for large or non-integer constants.
+    int_data: tuple[int, ...] = ()
 
     @property
     def is_constant(self) -> bool:
@@ -98,6 +101,7 @@ class Operator:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     options: dict[str, Any] = field(default_factory=dict, compare=False)
+    version: int = 1  # the operator code's version (delegates support some versions only)
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,63 @@ def _names(cls: type) -> dict[int, str]:
     return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
+# Small integer constants (axes, paddings, strides, shapes) are decoded for rule checks.
+_INT_DATA_MAX_ELEMENTS = 64
+_ENUM_OPTIONS = {"FusedActivationFunction": "ActivationFunctionType", "Padding": "Padding"}
+
+
+def _builtin_options(schema: Any, op: Any) -> dict[str, Any]:
+    """The operator's builtin options as a plain dict (e.g. Conv2DOptions -> stride_h, ...).
+
+    Every scalar accessor of the options table is read; enum values (fused activation,
+    padding) are given by name. Unknown or absent options give an empty dict.
+    """
+    kind = op.BuiltinOptionsType()
+    if not kind:
+        return {}
+    type_name = _names(schema.BuiltinOptions).get(kind, "")
+    cls = getattr(schema, type_name, None)
+    table = op.BuiltinOptions()
+    if cls is None or table is None:
+        return {}
+    obj = cls()
+    obj.Init(table.Bytes, table.Pos)
+    out: dict[str, Any] = {"type": type_name}
+    for name in dir(cls):
+        if name.startswith(("_", "Get", "Init")) or name.endswith(
+            ("AsNumpy", "IsNone", "Length", "BufferHasIdentifier")
+        ):
+            continue
+        attr = getattr(obj, name)
+        try:
+            value = attr()
+        except TypeError:  # vector accessors take an index
+            continue
+        if not isinstance(value, (bool, int, float)):
+            continue
+        key = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+        if name in _ENUM_OPTIONS:
+            value = _names(getattr(schema, _ENUM_OPTIONS[name])).get(int(value), str(value))
+        out[key] = value
+    return out
+
+
+def _int_data(model: Any, buffer_index: int, dtype: str, nbytes: int) -> tuple[int, ...]:
+    import numpy as np
+
+    if dtype not in ("INT32", "INT64") or nbytes == 0 or buffer_index <= 0:
+        return ()
+    item = 4 if dtype == "INT32" else 8
+    if nbytes // item > _INT_DATA_MAX_ELEMENTS:
+        return ()
+    buf = model.Buffers(buffer_index)
+    if buf.DataLength() == 0:  # data stored outside the flatbuffer: not decoded
+        return ()
+    raw = buf.DataAsNumpy()
+    arr = np.frombuffer(raw.tobytes(), dtype="<i4" if item == 4 else "<i8")
+    return tuple(int(v) for v in arr)
+
+
 def read_model(path: str | Path) -> ModelInfo:
     """Parse a .tflite file. Raises TFLiteReadError with a hint if it is not one."""
     p = Path(path)
@@ -214,15 +275,18 @@ def read_model_bytes(data: bytes, path: str = "<bytes>") -> ModelInfo:
             shape = tuple(int(t.Shape(j)) for j in range(t.ShapeLength()))
             sig = tuple(int(t.ShapeSignature(j)) for j in range(t.ShapeSignatureLength()))
             bidx = t.Buffer()
+            dtype = type_names.get(t.Type(), str(t.Type()))
+            nbytes = buffers_size[bidx] if 0 < bidx < len(buffers_size) else 0
             tensors.append(
                 Tensor(
                     index=i,
                     name=(t.Name() or b"").decode("utf-8", "replace"),
                     shape=shape,
-                    dtype=type_names.get(t.Type(), str(t.Type())),
+                    dtype=dtype,
                     quantization=quant,
-                    buffer_bytes=buffers_size[bidx] if 0 < bidx < len(buffers_size) else 0,
+                    buffer_bytes=nbytes,
                     shape_signature=sig or shape,
+                    int_data=_int_data(model, bidx, dtype, nbytes),
                 )
             )
         ops = []
@@ -239,6 +303,8 @@ def read_model_bytes(data: bytes, path: str = "<bytes>") -> ModelInfo:
                     op=name,
                     inputs=tuple(int(o.Inputs(j)) for j in range(o.InputsLength())),
                     outputs=tuple(int(o.Outputs(j)) for j in range(o.OutputsLength())),
+                    options=_builtin_options(schema, o),
+                    version=int(oc.Version()),
                 )
             )
         sigs = []

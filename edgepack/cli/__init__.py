@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from edgepack.errors import EdgepackError
@@ -21,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # SSH settings and paths must never leak
     add_completion=True,
+    rich_markup_mode=None,  # plain help: importing rich would double start-up time
 )
 
 
@@ -48,19 +48,16 @@ def print_error(err: EdgepackError) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `edgepack` console script. Returns the exit code."""
     try:
-        rv = app(args=argv, standalone_mode=False, prog_name="edgepack")
+        app(args=argv, prog_name="edgepack")
     except EdgepackError as err:
         print_error(err)
         return err.exit_code
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code or 0)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.Abort:
-        typer.echo("aborted", err=True)
-        return 130
-    return int(rv) if isinstance(rv, int) else 0
+    except SystemExit as exc:  # typer's standalone mode: usage errors, --help, success
+        code = exc.code
+        if code is None:
+            return 0
+        return code if isinstance(code, int) else 1
+    return 0
 
 
 def console_main() -> None:  # pragma: no cover - thin wrapper

@@ -63,6 +63,26 @@ def register(app: typer.Typer) -> None:
             "--max-accuracy-drop",
             help="Fail the build if top-1 drops by more points than this.",
         ),
+        min_fidelity: float | None = typer.Option(
+            None,
+            "--min-fidelity",
+            help="Fail the build if the output cosine vs the float model is below this (e.g. 0.99).",
+        ),
+        auto_fallback: bool = typer.Option(
+            False,
+            "--auto-fallback",
+            help="If full-int8 misses a gate, keep the most sensitive ops out of int8 until it passes.",
+        ),
+        fallback_budget: int | None = typer.Option(
+            None,
+            "--fallback-budget",
+            help="Most ops --auto-fallback may keep out of int8 (default: half the ops).",
+        ),
+        fallback_precision: str | None = typer.Option(
+            None,
+            "--fallback-precision",
+            help="float | int16: what --auto-fallback raises sensitive ops to.",
+        ),
         output: Path | None = typer.Option(
             None, "--output", "-o", help="Package folder (default dist/<name>-<target>)."
         ),
@@ -108,6 +128,10 @@ def register(app: typer.Typer) -> None:
             eval=eval_data,
             eval_samples=eval_samples,
             max_accuracy_drop=max_accuracy_drop,
+            min_fidelity=min_fidelity,
+            auto_fallback=auto_fallback or None,
+            fallback_budget=fallback_budget,
+            fallback_precision=_fallback_precision(fallback_precision),
             output=output,
             output_dir=output_dir,
             force=force,
@@ -135,6 +159,7 @@ def register(app: typer.Typer) -> None:
 
 def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
     """One target from the command line: the classic in-process build."""
+    from edgepack.accuracy.fallback import FallbackPrecision
     from edgepack.cli.progress import build_progress
     from edgepack.pipeline import BuildPlan
     from edgepack.pipeline import build as run_build
@@ -153,6 +178,10 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
         eval=over.eval,
         eval_samples=over.eval_samples,
         max_accuracy_drop=over.max_accuracy_drop,
+        min_fidelity=over.min_fidelity,
+        auto_fallback=bool(over.auto_fallback),
+        fallback_budget=over.fallback_budget,
+        fallback_precision=over.fallback_precision or FallbackPrecision.FLOAT,
         output=over.output,
         force=over.force,
         name=over.name,
@@ -164,7 +193,8 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
         echo_json(result.manifest)
         return 0
     echo_pairs(result.rows)
-    typer.echo(f"\nwrote {result.package}/ (model.tflite, manifest.json, summary.md)")
+    files = ", ".join([*result.manifest["files"], "manifest.json"])
+    typer.echo(f"\nwrote {result.package}/ ({files})")
     return 0
 
 
@@ -220,6 +250,20 @@ def _matrix(plan: Any, json_: bool, quiet: bool) -> int:
     if built:
         typer.echo(f"\nwrote {len(built)} package(s): {', '.join(built)}")
     return result.exit_code
+
+
+def _fallback_precision(value: str | None) -> Any:
+    from edgepack.accuracy.fallback import FallbackPrecision
+    from edgepack.errors import UsageError
+
+    if value is None:
+        return None
+    values = [e.value for e in FallbackPrecision]
+    if value not in values:
+        raise UsageError(
+            f"unknown --fallback-precision '{value}'", f"accepted: {', '.join(values)}"
+        )
+    return FallbackPrecision(value)
 
 
 def parse_enum(flag: str, value: str | None, enum_name: str) -> Any:

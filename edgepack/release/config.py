@@ -61,6 +61,7 @@ class CompressionSection(_Strict):
 
 class Gates(_Strict):
     max_accuracy_drop: float | None = Field(default=None, ge=0)
+    min_fidelity: float | None = Field(default=None, gt=0, le=1)  # output cosine vs float
     max_model_kb: float | None = Field(default=None, gt=0)
     max_ram_mb: float | None = Field(default=None, gt=0)
     max_latency_ms: float | None = Field(default=None, gt=0)
@@ -81,6 +82,10 @@ class TargetEntry(_Strict):
     io_dtype: IODtype | None = None
     io_layout: IOLayout | None = None
     calibration_samples: int | None = Field(default=None, ge=1)
+    # full-int8 missing an accuracy gate: keep the most sensitive ops out of int8
+    auto_fallback: bool | None = None
+    fallback_budget: int | None = Field(default=None, ge=0)
+    fallback_precision: Literal["float", "int16"] | None = None
     output: str | None = None
     gates: Gates = Gates()
 
@@ -220,6 +225,10 @@ class Overrides:
     eval: Path | None = None
     eval_samples: int | None = None
     max_accuracy_drop: float | None = None
+    min_fidelity: float | None = None
+    auto_fallback: bool | None = None
+    fallback_budget: int | None = None
+    fallback_precision: Any = None  # edgepack.accuracy.fallback.FallbackPrecision
     output: Path | None = None  # one package folder (one target only)
     output_dir: Path | None = None
     force: bool = False
@@ -247,6 +256,7 @@ class TargetJob:
             "io_dtype": p.io.value,
             "io_layout": p.layout.value,
             "calibration_samples": p.n_calibration if p.mode == QuantMode.FULL_INT8 else None,
+            "auto_fallback": p.auto_fallback,
             "output": str(self.dest),
             "gates": {
                 **{k: v for k, v in self.gates.model_dump().items() if v is not None},
@@ -349,6 +359,7 @@ def resolve(
 ) -> ReleasePlan:
     """Config + overrides -> one plan per target. Checks everything that needs no model and
     raises one UsageError listing every problem."""
+    from edgepack.accuracy.fallback import FallbackPrecision
     from edgepack.errors import EdgepackError
     from edgepack.pipeline import BuildPlan, check_plan
     from edgepack.source import default_name
@@ -422,6 +433,8 @@ def resolve(
         gates = default_gates.merged(e.gates)
         if over.max_accuracy_drop is not None:
             gates = gates.merged(Gates(max_accuracy_drop=over.max_accuracy_drop))
+        if over.min_fidelity is not None:
+            gates = gates.merged(Gates(min_fidelity=over.min_fidelity))
         if over.output is not None:
             dest = over.output
         elif e.output is not None and over.output_dir is None:
@@ -443,6 +456,15 @@ def resolve(
             eval=evaluation,
             eval_samples=over.eval_samples or data.eval_samples,
             max_accuracy_drop=gates.max_accuracy_drop,
+            min_fidelity=gates.min_fidelity,
+            auto_fallback=bool(
+                over.auto_fallback if over.auto_fallback is not None else e.auto_fallback
+            ),
+            fallback_budget=over.fallback_budget
+            if over.fallback_budget is not None
+            else e.fallback_budget,
+            fallback_precision=over.fallback_precision
+            or FallbackPrecision(e.fallback_precision or "float"),
             output=dest,
             force=over.force,
             name=name,
@@ -580,6 +602,7 @@ def render_template(
         "# the package from being written; the others are checked on the written package.",
         "[gates]",
         "max_accuracy_drop = 1.0" if eval_data else "# max_accuracy_drop = 1.0",
+        "# min_fidelity = 0.99         # output cosine vs the float model (needs eval data)",
         "# max_model_kb = 512",
         "# max_ram_mb = 64             # estimate: weights + activations",
         "# max_latency_ms = 20         # from a benchmark result (edgepack bench):",
@@ -600,6 +623,8 @@ def render_template(
                 '# io_dtype = "int8"           # float32 | int8 | uint8 (full-int8 only)',
                 '# io_layout = "nhwc"          # nchw | nhwc',
                 '# variant = "int8"            # to build the same target twice (another mode)',
+                "# auto_fallback = true        # full-int8 missing a gate: sensitive ops stay float",
+                '# fallback_precision = "float"  # float | int16; fallback_budget = 8 (max ops)',
                 '# output = "dist/custom-folder"',
                 "# [targets.gates]",
                 "# max_model_kb = 256",

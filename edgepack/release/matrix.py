@@ -197,15 +197,16 @@ def evaluate_gates(
     """Release gates on a built package (the accuracy gate ran inside the build)."""
     out: list[GateResult] = []
     metrics = manifest["metrics"]
+    units = {"max_accuracy_drop": "top-1 points", "min_fidelity": "output cosine vs float"}
     for g in metrics.get("gates", []):
-        if g["gate"] == "max_accuracy_drop":
+        if g["gate"] in units:
             out.append(
                 GateResult(
-                    "max_accuracy_drop",
+                    g["gate"],
                     g["limit"],
                     g["value"],
                     GateStatus.PASS if g["passed"] else GateStatus.FAIL,
-                    "top-1 points",
+                    units[g["gate"]],
                 )
             )
     if gates.max_model_kb is not None:
@@ -439,6 +440,16 @@ def _build_gate(job: TargetJob, message: str) -> GateResult:
     if m:
         return GateResult(
             m.group(1), float(m.group(3)), float(m.group(2)), GateStatus.FAIL, message
+        )
+    m = re.search(r"fidelity gate failed: output cosine vs the float model ([\d.]+)", message)
+    if m:
+        limit_f = job.gates.min_fidelity
+        return GateResult(
+            "min_fidelity",
+            float("nan") if limit_f is None else limit_f,
+            float(m.group(1)),
+            GateStatus.FAIL,
+            message,
         )
     m = re.search(r"top-1 dropped ([\d.]+) points", message)
     limit = job.gates.max_accuracy_drop

@@ -274,10 +274,13 @@ def _check_profile(manifest: dict[str, Any], target: str | None, rep: VerifyRepo
 
     t = manifest["target"]
     name, recorded, prof = t.get("name"), t.get("sha256"), t.get("profile")
+    if not isinstance(prof, dict):
+        rep.add("profile", False, "manifest['target']['profile'] is missing")
+        return
     try:
-        resolved = TargetProfile.model_validate(prof)
-    except Exception as exc:
-        rep.add("profile", False, f"the recorded profile is not a valid profile: {exc}")
+        resolved = TargetProfile.from_dict(prof, "in the manifest")
+    except EdgepackError as err:
+        rep.add("profile", False, err.message)
         return
     if resolved.sha256 != recorded:
         rep.add(

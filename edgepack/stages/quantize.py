@@ -50,6 +50,19 @@ def to_boundary_layout(x: np.ndarray, io_layout: str) -> np.ndarray:
     return x
 
 
+def cast_to_model_inputs(model_bytes: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Integer inputs to the dtype the converted model takes (litert-torch turns int64 token
+    ids into int32 inputs); float inputs are left alone."""
+    from edgepack.tflite import NUMPY_DTYPE
+
+    info = read_model_bytes(model_bytes)
+    out = []
+    for x, t in zip(inputs, info.input_tensors, strict=True):
+        want = np.dtype(NUMPY_DTYPE.get(t.dtype, "float32"))
+        out.append(x.astype(want) if x.dtype.kind in "iub" and want.kind in "iub" else x)
+    return out
+
+
 def _calibrate_full_int8(
     float_bytes: bytes, data: Dataset, io_dtype: IODtype, io_layout: str, batch: int
 ) -> bytes:
@@ -60,6 +73,7 @@ def _calibrate_full_int8(
     wrapper = cw.CalibrationWrapper(model, [], [])
     wrapper.Prepare()
     inputs = [to_boundary_layout(x, io_layout) for x in data.inputs]
+    inputs = cast_to_model_inputs(float_bytes, inputs)
     n = (len(data) // batch) * batch
     if n == 0:
         raise QuantizationError(
@@ -125,6 +139,18 @@ def check_result(info: ModelInfo, mode: QuantMode, io_dtype: IODtype) -> None:
         raise QuantizationError(
             f"the quantized model's I/O is not {io_dtype.value}: {', '.join(wrong)}",
             "this is a converter limitation for this model; try --io-dtype float32",
+        )
+    degenerate = [
+        f"{t.name[-40:]} (scale {min(t.quantization.scales):.3g})"
+        for t in info.tensors
+        if t.quantization.is_quantized
+        and not all(np.isfinite(s) and s > 1e-30 for s in t.quantization.scales)
+    ]
+    if degenerate:
+        raise QuantizationError(
+            f"calibration produced degenerate quantization ranges for {len(degenerate)} "
+            f"tensor(s), e.g. {degenerate[0]}: the calibration data is probably blank or constant",
+            "pass --calibration samples that look like the real inputs (a few hundred)",
         )
     if mode == QuantMode.FULL_INT8:
         floats = info.float_compute_ops()

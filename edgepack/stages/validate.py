@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edgepack.accuracy.metrics import accuracy, fidelity, nn_agreement, top1
 from edgepack.data import Dataset
 from edgepack.errors import GateError
 from edgepack.runtime import Runner
@@ -66,28 +67,6 @@ def torch_outputs(model: TorchModel, inputs: tuple[np.ndarray, ...]) -> list[np.
     return run(batch)
 
 
-def fidelity(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
-    a = ref.reshape(ref.shape[0], -1).astype(np.float64)
-    b = got.reshape(got.shape[0], -1).astype(np.float64)
-    diff = a - b
-    num = np.sum(a * b, axis=1)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    cos = np.where(den > 0, num / np.maximum(den, 1e-30), 1.0)
-    noise = float(np.mean(diff**2))
-    signal = float(np.mean(a**2))
-    snr = 10 * np.log10(signal / noise) if noise > 0 else float("inf")
-    return {
-        "max_abs_diff": round(float(np.max(np.abs(diff))), 6),
-        "mean_abs_diff": round(float(np.mean(np.abs(diff))), 6),
-        "cosine": round(float(np.mean(cos)), 6),
-        "snr_db": round(float(snr), 3) if np.isfinite(snr) else 999.0,
-    }
-
-
-def top1(logits: np.ndarray, labels: np.ndarray) -> float:
-    return round(float((logits.reshape(len(labels), -1).argmax(1) == labels).mean() * 100), 4)
-
-
 def run(
     torch_model: TorchModel,
     float_model: TFLiteArtifact,
@@ -98,6 +77,8 @@ def run(
     max_accuracy_drop: float | None = None,
     budgets: Budgets | None = None,
     latency_runs: int = 50,
+    min_fidelity: float | None = None,
+    raise_on_fail: bool = True,
 ) -> ValidationReport:
     ctx.progress("validate: parity, accuracy, size, host latency")
     rep = ValidationReport()
@@ -128,16 +109,10 @@ def run(
         rep.metrics["samples"] = len(data)
         rep.metrics["data"] = "eval" if data.labels is not None else "unlabelled"
         if data.labels is not None:
-            f_acc = top1(ref[0], data.labels)
-            q_acc = top1(out[0], data.labels)
-            rep.metrics["accuracy"] = {
-                "metric": "top1",
-                "float": f_acc,
-                "quantized": q_acc,
-                "drop_points": round(f_acc - q_acc, 4),
-            }
+            acc = accuracy(ref[0], out[0], data.labels)
+            rep.metrics["accuracy"] = acc
             if max_accuracy_drop is not None:
-                drop = f_acc - q_acc
+                drop = acc["drop_points"]
                 rep.gates.append(
                     {
                         "gate": "max_accuracy_drop",
@@ -146,6 +121,19 @@ def run(
                         "passed": drop <= max_accuracy_drop + 1e-9,
                     }
                 )
+        elif len(data) >= 3 and out[0].reshape(len(data), -1).shape[1] > 1:
+            rep.metrics["fidelity"]["nn_agreement"] = nn_agreement(ref[0], out[0])
+        if min_fidelity is not None:
+            cos = rep.metrics["fidelity"]["cosine"]
+            rep.gates.append(
+                {
+                    "gate": "min_fidelity",
+                    "limit": min_fidelity,
+                    "value": cos,
+                    "op": ">=",
+                    "passed": cos >= min_fidelity - 1e-12,
+                }
+            )
         info = read_model(built.path)
         rep.metrics["size_bytes"] = info.size_bytes
         act = sum(
@@ -185,31 +173,53 @@ def run(
         NAME,
         params={
             "max_accuracy_drop": max_accuracy_drop,
+            "min_fidelity": min_fidelity,
             "samples": len(data),
             "parity_samples": rep.metrics["float_parity"]["samples"],
         },
         metrics={k: v for k, v in rep.metrics.items() if k != "gates"},
         seconds=elapsed(),
     )
-    failed = rep.failed
-    if failed:
-        g = failed[0]
-        if g["gate"] == "max_accuracy_drop":
-            acc = rep.metrics["accuracy"]
-            raise GateError(
-                f"accuracy gate failed: top-1 dropped {acc['drop_points']:.2f} points "
-                f"(float {acc['float']:.2f}% -> {built.kind} {acc['quantized']:.2f}%), "
-                f"the limit is {max_accuracy_drop} points; no package was written",
-                "try another --quantization (dynamic-range keeps activations float), more "
-                "representative --calibration data, or --auto-fallback",
-            )
-        raise GateError(
-            f"budget gate failed: {g['gate']} {g['value']} > {g['limit']} "
-            f"(target budget); no package was written",
-            "compress the model (--prune), pick a smaller quantization, or raise the budget "
-            "in a custom target profile",
-        )
+    if raise_on_fail:
+        raise_for_gates(rep, built.kind)
     return rep
+
+
+ACCURACY_GATES = ("max_accuracy_drop", "min_fidelity")
+
+
+def raise_for_gates(rep: ValidationReport, kind: str) -> None:
+    """Raise GateError for the first failed gate (accuracy and fidelity gates first)."""
+    failed = sorted(rep.failed, key=lambda g: g["gate"] not in ACCURACY_GATES)
+    if not failed:
+        return
+    g = failed[0]
+    hint = (
+        "try another --quantization (dynamic-range keeps activations float), more "
+        "representative --calibration data, or --auto-fallback"
+    )
+    if g["gate"] == "max_accuracy_drop":
+        acc = rep.metrics["accuracy"]
+        raise GateError(
+            f"accuracy gate failed: top-1 dropped {acc['drop_points']:.2f} points "
+            f"(float {acc['float']:.2f}% -> {kind} {acc['quantized']:.2f}%), "
+            f"the limit is {g['limit']} points; no package was written",
+            hint,
+        )
+    if g["gate"] == "min_fidelity":
+        fid = rep.metrics["fidelity"]
+        raise GateError(
+            f"fidelity gate failed: output cosine vs the float model {fid['cosine']:.4f} < "
+            f"{g['limit']} (SNR {fid['snr_db']:.1f} dB, max abs error {fid['max_abs_diff']:.4g}) "
+            f"for {kind}; no package was written",
+            hint,
+        )
+    raise GateError(
+        f"budget gate failed: {g['gate']} {g['value']} > {g['limit']} "
+        f"(target budget); no package was written",
+        "compress the model (--prune), pick a smaller quantization, or raise the budget "
+        "in a custom target profile",
+    )
 
 
 def _itemsize(dtype: str) -> int:
@@ -224,3 +234,6 @@ def _itemsize(dtype: str) -> int:
         "BOOL": 1,
         "FLOAT64": 8,
     }.get(dtype, 4)
+
+
+__all__ = ["ValidationReport", "fidelity", "raise_for_gates", "run", "top1", "torch_outputs"]

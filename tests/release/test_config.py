@@ -10,7 +10,7 @@ import pytest
 from edgepack.errors import UsageError
 from edgepack.release.config import Overrides, parse_config, render_template, resolve
 from edgepack.targets import QuantMode
-from release.conftest import CONFIG, make_project, run_cli
+from tests.release.conftest import CONFIG, make_project, run_cli
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import yaml
 
 from edgepack.errors import GateError
 from edgepack.release.verify import VerifyError
-from release.conftest import REPO, run_cli
+from tests.release.conftest import REPO, run_cli
 
 
 def test_ci_example_builds_verifies_benchmarks_and_uploads_the_report() -> None:

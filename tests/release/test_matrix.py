@@ -11,8 +11,8 @@ import pytest
 from edgepack.manifest import read_manifest
 from edgepack.release.config import Gates
 from edgepack.release.matrix import GateResult, GateStatus, evaluate_gates
-from release.benchdocs import measure, save_result
-from release.conftest import DIGITS, Release, copy_package, run_cli
+from tests.release.benchdocs import measure, save_result
+from tests.release.conftest import DIGITS, Release, copy_package, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -154,7 +154,7 @@ def test_release_gates_on_a_built_package(release: Release, tmp_path: Path) -> N
 
 
 def test_release_gate_failure_keeps_the_package_and_exits_3(tmp_path: Path) -> None:
-    from release.conftest import make_project
+    from tests.release.conftest import make_project
 
     config = """\
 [model]
@@ -203,7 +203,7 @@ def build_model_crashing_once():
 
 
 def test_a_dying_worker_does_not_lose_the_other_targets(tmp_path: Path) -> None:
-    from release.conftest import make_project
+    from tests.release.conftest import make_project
 
     config = """\
 [model]

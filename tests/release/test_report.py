@@ -14,8 +14,8 @@ import pytest
 from edgepack.manifest import read_manifest, write_manifest
 from edgepack.release.report import collect
 from edgepack.tflite import read_model
-from release.benchdocs import measure, save_result
-from release.conftest import Release, copy_package, run_cli
+from tests.release.benchdocs import measure, save_result
+from tests.release.conftest import Release, copy_package, run_cli
 
 pytestmark = pytest.mark.slow  # needs the session's real build
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from edgepack.manifest import sha256_file
 from edgepack.targets import load_target
-from release.conftest import Release, run_cli
+from tests.release.conftest import Release, run_cli
 
 pytestmark = pytest.mark.slow  # needs the session's real build
 
@@ -128,7 +129,7 @@ def test_a_model_that_does_not_load(package_copy: Path) -> None:
 
 def test_wrong_profile_hash(package_copy: Path, tmp_path: Path) -> None:
     # Built for a profile that is no longer the built-in rpi4 (an older version of it).
-    old = load_target("rpi4").model_copy(update={"description": "rpi4 as it was in 0.0.9"})
+    old = dataclasses.replace(load_target("rpi4"), description="rpi4 as it was in 0.0.9")
 
     def rewrite(m: dict) -> None:
         m["target"]["profile"] = old.to_dict()
@@ -142,7 +143,7 @@ def test_wrong_profile_hash(package_copy: Path, tmp_path: Path) -> None:
 
 
 def test_custom_profile(package_copy: Path, tmp_path: Path) -> None:
-    board = load_target("rpi4").model_copy(update={"name": "myboard"})
+    board = dataclasses.replace(load_target("rpi4"), name="myboard")
 
     def rewrite(m: dict) -> None:
         m["target"] = {"name": "myboard", "sha256": board.sha256, "profile": board.to_dict()}

@@ -1,0 +1,33 @@
+"""Shared helper for benchmarks: time whole commands, interleaved, and report medians."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from collections.abc import Sequence
+
+
+def time_once(cmd: Sequence[str], cwd: str | None = None) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def interleaved(
+    commands: dict[str, Sequence[str]], runs: int, warmup: int = 1, cwd: str | None = None
+) -> dict[str, list[float]]:
+    """Run every command in turn (A B C A B C ...) so drift hits all of them alike."""
+    for _ in range(warmup):
+        for cmd in commands.values():
+            time_once(cmd, cwd)
+    out: dict[str, list[float]] = {k: [] for k in commands}
+    for _ in range(runs):
+        for k, cmd in commands.items():
+            out[k].append(time_once(cmd, cwd))
+    return out
+
+
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """Median of the per-pair ratios a[i] / b[i]."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))

@@ -1,0 +1,1 @@
+"""Accuracy you can trust: metrics, per-layer quantization error, accuracy-aware fallback."""

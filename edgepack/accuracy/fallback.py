@@ -1,0 +1,512 @@
+"""Accuracy-aware fallback: when full-int8 misses the gate, keep the most sensitive ops in float
+(or raise them to 16-bit activations), one group at a time, until the gate passes or the
+budget of float ops is used up.
+
+Route: ai-edge-quantizer static int8 (``static_wi8_ai8``, min/max calibration: its default
+moving-average calibration gives 3-8x the error) with per-op recipe entries. An op is matched
+by its scope (the names of its output tensors, anchored regex), so the recipe names exactly the
+ops it keeps out of int8. Calibration runs once; every candidate recipe reuses its statistics.
+
+Ranking comes from the per-layer analysis (:mod:`edgepack.accuracy.analyze`) of the all-int8
+model: tensors sorted by the SNR their producing op loses. A tensor's group is its producer and
+every consumer (followed through ops that keep the same quantization range: reshapes, slices,
+max-pool...), because a tensor stays int8 as long as any op reading it is int8.
+
+Strategies
+- ``sensitivity`` (CPU targets): union of the worst groups.
+- ``graph-suffix`` (targets with an accelerator): the Edge TPU compiler runs every op after the
+  first unsupported one on the CPU (a GPU delegate splits the graph at each one), so float ops
+  are taken as one tail of the graph: everything from the earliest needed op to the end. The
+  accelerated part stays in one piece; the cost is reported as ops moved off the accelerator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from edgepack._quiet import quiet_native
+from edgepack.accuracy.analyze import CONVERSION_OPS, compare
+from edgepack.accuracy.io_adapter import adapt_io
+from edgepack.accuracy.metrics import output_metrics
+from edgepack.data import Dataset
+from edgepack.errors import GateError, QuantizationError
+from edgepack.stages.base import StageContext, TFLiteArtifact, TorchModel
+from edgepack.tflite import NUMPY_DTYPE, ModelInfo, Operator, read_model_bytes
+
+NAME = "fallback"
+# Ops whose output reuses their input's quantization range: an outlier flows through them.
+SAME_RANGE_OPS = frozenset(
+    {
+        "RESHAPE",
+        "SQUEEZE",
+        "EXPAND_DIMS",
+        "TRANSPOSE",
+        "SLICE",
+        "STRIDED_SLICE",
+        "SPLIT",
+        "SPLIT_V",
+        "GATHER",
+        "MAX_POOL_2D",
+        "PAD",
+        "UNPACK",
+        "PACK",
+        "CONCATENATION",
+    }
+)
+MAX_STEPS = 12
+ANALYSIS_SAMPLES = 64
+
+
+class FallbackPrecision(str, Enum):
+    FLOAT = "float"  # keep the op in float32 (weights and compute)
+    INT16 = "int16"  # 16-bit activations, 8-bit weights (a16w8)
+
+
+class Strategy(str, Enum):
+    SENSITIVITY = "sensitivity"
+    GRAPH_SUFFIX = "graph-suffix"
+
+
+@dataclass(frozen=True)
+class Gate:
+    max_accuracy_drop: float | None = None
+    min_fidelity: float | None = None
+
+    def passed(self, m: dict[str, Any]) -> bool:
+        ok = True
+        if self.max_accuracy_drop is not None:
+            ok &= m["accuracy"]["drop_points"] <= self.max_accuracy_drop + 1e-9
+        if self.min_fidelity is not None:
+            ok &= m["fidelity"]["cosine"] >= self.min_fidelity - 1e-12
+        return ok
+
+    def shortfall(self, m: dict[str, Any]) -> float:
+        """0 when passed; otherwise how far off (accuracy points first, then cosine)."""
+        s = 0.0
+        if self.max_accuracy_drop is not None:
+            s += max(0.0, m["accuracy"]["drop_points"] - self.max_accuracy_drop)
+        if self.min_fidelity is not None:
+            s += 100 * max(0.0, self.min_fidelity - m["fidelity"]["cosine"])
+        return s
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_accuracy_drop is not None:
+            parts.append(f"top-1 drop <= {self.max_accuracy_drop} points")
+        if self.min_fidelity is not None:
+            parts.append(f"cosine >= {self.min_fidelity}")
+        return " and ".join(parts)
+
+
+@dataclass
+class FallbackResult:
+    model: bytes
+    route: dict[str, Any]
+    record: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def op_scope_regex(info: ModelInfo, op: Operator) -> str:
+    """ai-edge-quantizer's scope of an op (its output tensor names joined by ';', plus ';'),
+    as an anchored regex that matches this op only."""
+    names = [info.tensors[i].name for i in op.outputs if i >= 0 and info.tensors[i].name]
+    if not names:
+        names = [info.tensors[i].name for i in op.inputs if i >= 0 and info.tensors[i].name]
+    return "^" + re.escape(";".join(names) + ";") + "$"
+
+
+def tensor_groups(info: ModelInfo) -> dict[int, frozenset[int]]:
+    """Float tensor index -> the ops that must leave int8 for that tensor to stay float."""
+    producer: dict[int, int] = {}
+    consumers: dict[int, list[int]] = {}
+    for op in info.operators:
+        for o in op.outputs:
+            producer[o] = op.index
+        for i in op.inputs:
+            if i >= 0:
+                consumers.setdefault(i, []).append(op.index)
+    groups: dict[int, frozenset[int]] = {}
+    for t in producer:
+        ops = {producer[t]}
+        frontier = [t]
+        seen = {t}
+        while frontier:
+            cur = frontier.pop()
+            for c in consumers.get(cur, []):
+                ops.add(c)
+                if info.operators[c].op in SAME_RANGE_OPS:
+                    for o in info.operators[c].outputs:
+                        if o not in seen:
+                            seen.add(o)
+                            frontier.append(o)
+        groups[t] = frozenset(ops)
+    return groups
+
+
+def _signature_inputs(model: bytes) -> list[str]:
+    """Signature input keys in the order of the subgraph's inputs."""
+    from edgepack.runtime import make_interpreter
+
+    interp = make_interpreter(model, xnnpack=False)
+    runner = interp.get_signature_runner()
+    by_tensor = {d["name"]: key for key, d in runner.get_input_details().items()}
+    return [by_tensor[d["name"]] for d in interp.get_input_details()]
+
+
+def _cast(info: ModelInfo, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    out = []
+    for x, t in zip(xs, info.input_tensors, strict=True):
+        want = np.dtype(NUMPY_DTYPE.get(t.dtype, "float32"))
+        out.append(x.astype(want) if x.dtype.kind in "iub" and want.kind in "iub" else x)
+    return out
+
+
+class Searcher:
+    """Calibrates once, then quantizes and evaluates candidate recipes."""
+
+    def __init__(
+        self,
+        float_model: bytes,
+        calibration: Sequence[np.ndarray],
+        io_dtype: str,
+        precision: FallbackPrecision = FallbackPrecision.FLOAT,
+    ) -> None:
+        self.float_model = float_model
+        self.info = read_model_bytes(float_model)
+        self.io_dtype = io_dtype
+        self.precision = precision
+        self.qsvs = self._calibrate(_cast(self.info, calibration))
+
+    def _calibrate(self, xs: list[np.ndarray]) -> dict[str, Any]:
+        from ai_edge_quantizer import calibrator, recipe_manager
+        from ai_edge_quantizer.utils import qsv_utils
+
+        keys = _signature_inputs(self.float_model)
+        batch = max(1, self.info.input_tensors[0].shape[0] if self.info.input_tensors else 1)
+        n = (xs[0].shape[0] // batch) * batch
+        samples = [
+            {k: np.ascontiguousarray(x[s : s + batch]) for k, x in zip(keys, xs, strict=True)}
+            for s in range(0, n, batch)
+        ]
+        rm = recipe_manager.RecipeManager()
+        rm.load_quantization_recipe(self.recipe(()))
+        # quiet_native silences file descriptors; the progress bar writes to sys.stderr.
+        with quiet_native(), contextlib.redirect_stderr(io.StringIO()):
+            calib = calibrator.Calibrator(
+                bytes(self.float_model), num_threads=1, qsv_update_func=qsv_utils.min_max_update
+            )
+            calib.calibrate({"serving_default": samples}, rm)
+        return calib.get_model_qsvs()
+
+    def recipe(self, keep: Sequence[int]) -> list[dict[str, Any]]:
+        from ai_edge_quantizer import recipe
+
+        entries: list[dict[str, Any]] = list(recipe.static_wi8_ai8())
+        if self.io_dtype == "float32":
+            for io in ("INPUT", "OUTPUT"):
+                entries.append({"regex": ".*", "operation": io, "algorithm_key": "no_quantize"})
+        for idx in sorted(keep):
+            regex = op_scope_regex(self.info, self.info.operators[idx])
+            if self.precision == FallbackPrecision.FLOAT:
+                entries.append({"regex": regex, "operation": "*", "algorithm_key": "no_quantize"})
+            else:
+                a16 = recipe.static_wi8_ai16()[0]
+                entries.append({**a16, "regex": regex})
+        return entries
+
+    def quantize(self, keep: Sequence[int]) -> bytes:
+        from ai_edge_quantizer import quantizer
+
+        with quiet_native() as log:
+            try:
+                q = quantizer.Quantizer(bytearray(self.float_model))
+                q.load_quantization_recipe(self.recipe(keep))
+                out = bytes(q.quantize(self.qsvs, enable_progress_report=False).quantized_model)
+                return adapt_io(out, self.io_dtype, self.qsvs)
+            except Exception as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                raise QuantizationError(
+                    f"ai-edge-quantizer failed on the fallback recipe: {first}",
+                    "report this model to the edgepack maintainers; the converter said: "
+                    + (log.tail(2) or "nothing more"),
+                ) from exc
+
+
+def _evaluate(
+    model: bytes, inputs: Sequence[np.ndarray], ref: np.ndarray, labels: np.ndarray | None
+) -> dict[str, Any]:
+    from edgepack.runtime import Runner
+
+    runner = Runner(model)
+    out = runner.run(list(_cast(read_model_bytes(model), inputs)))[0]
+    return output_metrics(ref, out, labels)
+
+
+def _summary(m: dict[str, Any]) -> dict[str, Any]:
+    d: dict[str, Any] = {"cosine": m["fidelity"]["cosine"], "snr_db": m["fidelity"]["snr_db"]}
+    if "accuracy" in m:
+        d["top1"] = m["accuracy"]["quantized"]
+        d["drop_points"] = m["accuracy"]["drop_points"]
+    return d
+
+
+def _describe(m: dict[str, Any]) -> str:
+    parts = []
+    if "drop_points" in m:
+        parts.append(f"top-1 drop {m['drop_points']:.2f} points")
+    parts.append(f"cosine {m['cosine']:.4f}")
+    return ", ".join(parts)
+
+
+def default_budget(n_ops: int) -> int:
+    """At most half the ops in float: the result must stay mostly int8."""
+    return max(1, n_ops // 2)
+
+
+def search(
+    float_model: bytes,
+    calibration: Sequence[np.ndarray],
+    eval_inputs: Sequence[np.ndarray],
+    ref: np.ndarray,
+    labels: np.ndarray | None,
+    gate: Gate,
+    *,
+    io_dtype: str = "float32",
+    budget: int | None = None,
+    accelerator: str = "none",
+    precision: FallbackPrecision = FallbackPrecision.FLOAT,
+    trigger: str = "",
+    progress: Any = None,
+) -> FallbackResult:
+    """Find the smallest set of sensitive ops to keep out of int8 so that ``gate`` passes.
+
+    ``calibration`` and ``eval_inputs`` are in the float model's boundary layout; ``ref`` is
+    the float (PyTorch) output on ``eval_inputs``. Raises GateError with the closest recipe
+    when nothing within ``budget`` float ops passes.
+    """
+    say = progress or (lambda _m: None)
+    s = Searcher(float_model, calibration, io_dtype, precision)
+    info = s.info
+    n_ops = len([o for o in info.operators if o.op not in CONVERSION_OPS])
+    budget = default_budget(n_ops) if budget is None else budget
+    strategy = Strategy.GRAPH_SUFFIX if accelerator != "none" else Strategy.SENSITIVITY
+    unit = "float op(s)" if precision == FallbackPrecision.FLOAT else "int16 op(s)"
+    other = "int16" if precision == FallbackPrecision.FLOAT else "float"
+
+    base = s.quantize(())
+    base_metrics = _evaluate(base, eval_inputs, ref, labels)
+    base_info = read_model_bytes(base)
+    unsupported = sorted({o.op for o in base_info.float_compute_ops()})
+    steps: list[dict[str, Any]] = [
+        {"step": 0, "float_ops": 0, "added": [], **_summary(base_metrics)}
+    ]
+    say(f"fallback: all-int8 recipe: {_describe(steps[0])}")
+    tried: list[tuple[tuple[int, ...], bytes, dict[str, Any]]] = [((), base, base_metrics)]
+    ranking: list[dict[str, Any]] = []
+    if not gate.passed(base_metrics):
+        analysis = compare(
+            float_model, base, list(_cast(info, eval_inputs)), samples=ANALYSIS_SAMPLES
+        )
+        by_name = {t.name: t.index for t in info.tensors}
+        groups = tensor_groups(info)
+        keep: set[int] = set()
+        for row in analysis.layers:
+            if len(steps) > MAX_STEPS or row.added_db <= 0:
+                break
+            t = by_name.get(row.float_tensor)
+            if t is None or t not in groups:
+                continue
+            group = set(groups[t])
+            if strategy == Strategy.GRAPH_SUFFIX:
+                cut = min(group | keep) if keep else min(group)
+                group = {o.index for o in info.operators if o.index >= cut}
+            new = group - keep
+            if not new:
+                continue
+            if len(keep | new) > budget:
+                ranking.append({"layer": row.layer, "added_db": row.added_db, "skipped": "budget"})
+                continue
+            keep |= new
+            ranking.append({"layer": row.layer, "added_db": row.added_db, "ops": sorted(new)})
+            cand = s.quantize(sorted(keep))
+            m = _evaluate(cand, eval_inputs, ref, labels)
+            step = {
+                "step": len(steps),
+                "float_ops": len(keep),
+                "added": [_op_entry(info, i) for i in sorted(new)],
+                "because": {"layer": row.layer, "added_db": row.added_db, "snr_db": row.snr_db},
+                **_summary(m),
+            }
+            steps.append(step)
+            tried.append((tuple(sorted(keep)), cand, m))
+            say(f"fallback: step {step['step']}: {len(keep)} {unit}: {_describe(step)}")
+            if gate.passed(m):
+                break
+    best_keep, best_model, best_metrics = min(
+        tried, key=lambda c: (gate.shortfall(c[2]), len(c[0]))
+    )
+    record: dict[str, Any] = {
+        "gate": gate.describe(),
+        "trigger": trigger,
+        "strategy": strategy.value,
+        "precision": precision.value,
+        "budget": budget,
+        "ops_total": n_ops,
+        "ops_kept_out_of_int8": len(best_keep),
+        "kept": [_op_entry(info, i) for i in best_keep],
+        "left_float_by_quantizer": unsupported,
+        "steps": steps,
+        "recipe": s.recipe(best_keep),
+    }
+    if strategy == Strategy.GRAPH_SUFFIX:
+        record["accelerator"] = {
+            "kind": accelerator,
+            "ops_moved_off_accelerator": len(best_keep),
+            "first_cpu_op": _op_entry(info, min(best_keep)) if best_keep else None,
+            "note": "float ops form one tail of the graph: the accelerated part stays in one piece",
+        }
+    if not gate.passed(best_metrics):
+        best = steps[[k for k, _, _ in tried].index(best_keep)]
+        kept = ", ".join(f"{e['op']} {e['layer']}" for e in record["kept"][:6]) or "none"
+        more = len(record["kept"]) - 6
+        raise GateError(
+            f"no fallback recipe within {budget} {unit} meets the gate ({gate.describe()}); "
+            f"closest: {_describe(best)} with {len(best_keep)} op(s) kept out of int8 "
+            f"({kept}{f', +{more} more' if more > 0 else ''}); all-int8 gave {_describe(steps[0])}",
+            f"raise --fallback-budget, try --fallback-precision {other}, or use --quantization "
+            "dynamic-range (int8 weights, float activations)",
+        )
+    route = {
+        "engine": "ai-edge-quantizer",
+        "recipe": "static_wi8_ai8 with per-op fallback",
+        "calibration": "min-max (qsv_utils.min_max_update, one pass)",
+        "weights": "int8 per-channel symmetric",
+        "activations": "int8 per-tensor asymmetric",
+        "fallback": f"{len(best_keep)} op(s) kept {precision.value}",
+    }
+    return FallbackResult(
+        model=best_model, route=route, record=record, metrics=_summary(best_metrics)
+    )
+
+
+def _op_entry(info: ModelInfo, idx: int) -> dict[str, Any]:
+    from edgepack.accuracy.analyze import short_name
+
+    op = info.operators[idx]
+    name = info.tensors[op.outputs[0]].name if op.outputs else ""
+    return {"index": idx, "op": op.op, "layer": short_name(name), "tensor": name}
+
+
+@dataclass(frozen=True)
+class FallbackStage:
+    artifact: TFLiteArtifact
+    route: dict[str, Any]
+    record: dict[str, Any]
+
+
+def run(
+    float_model: TFLiteArtifact,
+    torch_model: TorchModel,
+    calibration: Dataset,
+    evaluation: Dataset,
+    plan: Any,  # pipeline.BuildPlan (not imported: the pipeline imports this module)
+    trigger: str,
+    ctx: StageContext,
+) -> FallbackStage:
+    """The pipeline's fallback stage: search, write the model, check it, record what it did."""
+    from edgepack.stages.quantize import to_boundary_layout
+    from edgepack.stages.validate import torch_outputs
+
+    ctx.progress(f"fallback: full-int8 missed the gate ({trigger}); searching a per-op recipe")
+    layout = float_model.io_layout
+    with ctx.timed() as elapsed:
+        ref = torch_outputs(torch_model, evaluation.inputs)[0]
+        result = search(
+            float_model.path.read_bytes(),
+            [to_boundary_layout(x, layout) for x in calibration.inputs],
+            [to_boundary_layout(x, layout) for x in evaluation.inputs],
+            ref,
+            evaluation.labels,
+            Gate(plan.max_accuracy_drop, plan.min_fidelity),
+            io_dtype=plan.io.value,
+            budget=plan.fallback_budget,
+            accelerator=plan.target.device.accelerator,
+            precision=plan.fallback_precision,
+            trigger=trigger,
+            progress=ctx.progress,
+        )
+        out = ctx.stage_dir(NAME) / "model_full-int8_fallback.tflite"
+        out.write_bytes(result.model)
+        check_result(read_model_bytes(result.model), result.record, plan.io.value)
+    ctx.record(
+        NAME,
+        params={
+            "budget": result.record["budget"],
+            "strategy": result.record["strategy"],
+            "precision": result.record["precision"],
+            "gate": result.record["gate"],
+        },
+        outputs=[out],
+        metrics={**result.metrics, "ops_kept_out_of_int8": result.record["ops_kept_out_of_int8"]},
+        seconds=elapsed(),
+    )
+    return FallbackStage(
+        artifact=TFLiteArtifact(path=out, kind="full-int8+fallback", io_layout=layout),
+        route=result.route,
+        record=result.record,
+    )
+
+
+def check_result(info: ModelInfo, record: dict[str, Any], io_dtype: str) -> None:
+    """Read the model back: I/O dtype as asked, float compute only in the ops the recipe kept
+    out of int8 (or that the quantizer cannot quantize)."""
+    want = {"float32": "FLOAT32", "int8": "INT8", "uint8": "UINT8"}[io_dtype]
+    wrong = [
+        f"{t.name}: {t.dtype}"
+        for t in info.input_tensors + info.output_tensors
+        if t.dtype != want and t.dtype.startswith(("FLOAT", "INT8", "UINT8"))
+    ]
+    kept = {e["tensor"] for e in record["kept"]}
+    allowed = set(record["left_float_by_quantizer"])
+    stray = sorted(
+        {
+            o.op
+            for o in info.float_compute_ops()
+            if o.op not in allowed and not any(info.tensors[i].name in kept for i in o.outputs)
+        }
+    )
+    if wrong:
+        raise QuantizationError(
+            f"the fallback recipe keeps ops next to the model's I/O in float, so its I/O is "
+            f"not {io_dtype}: {', '.join(wrong)}",
+            "pass --io-dtype float32 with --auto-fallback, or lower --fallback-budget",
+        )
+    if stray:
+        raise QuantizationError(
+            f"the fallback model computes in float in ops its recipe did not keep: "
+            f"{', '.join(stray)}",
+            "report this model to the edgepack maintainers",
+        )
+
+
+__all__ = [
+    "FallbackPrecision",
+    "FallbackResult",
+    "FallbackStage",
+    "Gate",
+    "Strategy",
+    "check_result",
+    "default_budget",
+    "op_scope_regex",
+    "run",
+    "search",
+    "tensor_groups",
+]

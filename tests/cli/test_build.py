@@ -1,0 +1,252 @@
+"""`edgepack build` end to end through the real entry point: success and every error exit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepack.manifest import REQUIRED_KEYS, sha256_file
+from tests.conftest import DIGITS, digits_build_args
+
+pytestmark = pytest.mark.slow
+
+
+def test_build_rpi4_package(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "digits-rpi4"
+    r = cli(*digits_build_args("rpi4", "--max-accuracy-drop", "1.0", "-o", out))
+    assert r.code == 0, r.err
+    assert "Traceback" not in r.err
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.tflite", "summary.md"]
+    m = json.loads((out / "manifest.json").read_text())
+    assert set(REQUIRED_KEYS) <= set(m)
+    assert m["target"]["name"] == "rpi4" and len(m["target"]["sha256"]) == 64
+    assert m["quantization"]["mode"] == "full-int8"
+    assert m["quantization"]["route"]["engine"] == "ai-edge-litert calibrator"
+    assert [s["name"] for s in m["stages"]] == ["load", "export", "convert", "quantize", "validate"]
+    for name, f in m["files"].items():
+        assert sha256_file(out / name) == f["sha256"]
+    assert m["source"]["weights_sha256"] == sha256_file(DIGITS / "weights.pt")
+    for pkg in ("torch", "litert-torch", "ai-edge-quantizer", "ai-edge-litert"):
+        assert m["versions"][pkg]
+    acc = m["metrics"]["accuracy"]
+    assert acc["float"] == pytest.approx(99.11, abs=0.01)
+    assert acc["drop_points"] <= 1.0
+    assert m["metrics"]["float_parity"]["max_abs_diff"] < 1e-4
+    assert m["model"]["float_compute_ops"] == []
+    assert m["build"]["host_latency"]["full-int8"]["median_ms"] > 0
+    # the printed table
+    assert "top-1" in r.out and "float 99.11% -> full-int8" in r.out
+    assert "host latency" in r.out and "float parity" in r.out
+    # the summary file carries no timings (reproducible)
+    assert "latency" not in (out / "summary.md").read_text()
+
+
+def test_build_coral_integer_io_nhwc(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "c"
+    r = cli(*digits_build_args("coral-usb", "-o", out))
+    assert r.code == 0, r.err
+    m = json.loads((out / "manifest.json").read_text())
+    assert [i["dtype"] for i in m["model"]["inputs"]] == ["UINT8"]
+    assert m["model"]["inputs"][0]["shape"] == [1, 32, 32, 1]
+    assert "TRANSPOSE" not in m["model"]["ops"]
+    assert m["metrics"]["accuracy"]["drop_points"] <= 1.0
+
+
+def test_quantization_override_and_json(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    r = cli(*digits_build_args("rpi4", "-q", "dynamic-range", "-o", tmp_path / "d", "--json"))
+    assert r.code == 0, r.err
+    m = json.loads(r.out)
+    assert m["quantization"]["mode"] == "dynamic-range"
+    assert m["quantization"]["io_dtype"] == "float32"
+    assert m["quantization"]["overridden"]["quantization"] is True
+
+
+def test_accuracy_gate_failure_leaves_no_package(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Calibrating on dimmed images gives activation ranges that saturate on real digits.
+    bad = tmp_path / "dim.npz"
+    np.savez(bad, x=np.load(DIGITS / "calib.npz")["x"][:50] * 0.2)
+    out = tmp_path / "dist" / "digits-rpi4"
+    args = digits_build_args("rpi4", "--max-accuracy-drop", "1.0", "-o", out)
+    args[args.index("--calibration") + 1] = bad
+    r = cli(*args)
+    assert r.code == 3
+    assert "error: accuracy gate failed: top-1 dropped" in r.err
+    assert "the limit is 1.0 points; no package was written" in r.err
+    assert "hint:" in r.err and "Traceback" not in r.err
+    assert not out.exists()
+    assert list((tmp_path / "dist").iterdir()) == []  # no staging leftovers
+
+
+def test_destination_exists(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "pkg"
+    out.mkdir()
+    (out / "manifest.json").write_text("{}")
+    r = cli(*digits_build_args("rpi4", "-o", out))
+    assert r.code == 2
+    assert f"error: destination {out} already exists" in r.err
+    assert "--force" in r.err
+    assert (out / "manifest.json").read_text() == "{}"
+
+
+def _err(cli, *args) -> str:  # type: ignore[no-untyped-def]
+    r = cli(*args)
+    assert r.code == 2, (r.code, r.err)
+    assert "Traceback" not in r.err
+    lines = r.err.strip().splitlines()
+    assert [ln.split(":")[0] for ln in lines if ln.startswith(("error", "hint"))] == [
+        "error",
+        "hint",
+    ]
+    return r.err
+
+
+def test_error_missing_weights_file(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    args = digits_build_args("rpi4", "-o", tmp_path / "p")
+    args[args.index("--weights") + 1] = tmp_path / "nope.pt"
+    assert "--weights file not found" in _err(cli, *args)
+
+
+def test_error_bad_factory(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    args = digits_build_args("rpi4", "-o", tmp_path / "p")
+    args[1] = f"{DIGITS}/model.py:no_factory"
+    err = _err(cli, *args)
+    assert "'no_factory' is not a callable" in err and "build_model" in err
+
+
+def test_error_factory_raising(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "m.py"
+    f.write_text("def build():\n    raise RuntimeError('no GPU here')\n")
+    err = _err(
+        cli, "build", f"{f}:build", "--input-shape", "1x4", "--target", "host", "-o", tmp_path / "p"
+    )
+    assert "raised at m.py:2: RuntimeError: no GPU here" in err
+
+
+def test_error_untraceable_model(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "branchy.py"
+    f.write_text(
+        "import torch\n"
+        "class B(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = torch.nn.Linear(4, 2)\n"
+        "    def forward(self, x):\n"
+        "        if x.sum() > 0:\n"
+        "            return self.fc(x)\n"
+        "        return -self.fc(x)\n"
+        "def build():\n"
+        "    return B()\n"
+    )
+    out = tmp_path / "p"
+    err = _err(cli, "build", f"{f}:build", "--input-shape", "1x4", "--target", "host", "-o", out)
+    assert "torch.export cannot trace the model" in err
+    assert "branchy.py:7 in forward: if x.sum() > 0:" in err
+    assert not out.exists()
+
+
+def test_error_wrong_input_shape(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    args = digits_build_args("rpi4", "-o", tmp_path / "p")
+    args[args.index("--input-shape") + 1] = "1x3x32x32"
+    assert "the model fails on inputs of shape 1x3x32x32" in _err(cli, *args)
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (
+            np.zeros((10, 1, 28, 28), np.float32),
+            "samples of shape (1, 28, 28), the model takes (1, 32, 32)",
+        ),
+        (np.full((10, 1, 32, 32), np.nan, np.float32), "holds 10240 NaN/inf values"),
+        (np.array(["x"] * 10), "dtype <U1"),
+    ],
+)
+def test_error_bad_calibration_data(cli, tmp_path: Path, array, message) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "c.npz"
+    np.savez(bad, x=array)
+    args = digits_build_args("rpi4", "-o", tmp_path / "p")
+    args[args.index("--calibration") + 1] = bad
+    err = _err(cli, *args)
+    assert "calibration data" in err and message in err
+
+
+def test_error_unknown_target(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    err = _err(cli, *digits_build_args("rpi", "-o", tmp_path / "p"))
+    assert "error: unknown target 'rpi'" in err and "did you mean 'rpi5' or 'rpi4'?" in err
+
+
+def test_error_invalid_profile(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    board = tmp_path / "board.toml"
+    board.write_text('schema = 1\nname = "b"\nspeed = 3\n')
+    err = _err(cli, *digits_build_args(str(board), "-o", tmp_path / "p"))
+    assert (
+        "invalid target profile" in err
+        and "unknown key 'speed'" in err
+        and "missing key 'device'" in err
+    )
+
+
+def test_error_full_int8_without_calibration(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    err = _err(
+        cli,
+        "build",
+        f"{DIGITS}/model.py:build_model",
+        "--input-shape",
+        "1x1x32x32",
+        "--target",
+        "rpi4",
+        "-o",
+        tmp_path / "p",
+    )
+    assert "needs --calibration data" in err and "never calibrates on random data" in err
+
+
+def test_error_options_reported_together(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    err = _err(
+        cli,
+        "build",
+        f"{DIGITS}/model.py:build_model",
+        "--input-shape",
+        "1x1x32x32",
+        "--target",
+        "host",
+        "-q",
+        "dynamic-range",
+        "--io-dtype",
+        "uint8",
+        "--max-accuracy-drop",
+        "1",
+        "-o",
+        tmp_path / "p",
+    )
+    assert "--io-dtype uint8 needs --quantization full-int8" in err
+    assert "--max-accuracy-drop needs --eval" in err
+
+
+def test_error_unknown_quantization_suggests(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    err = _err(cli, *digits_build_args("rpi4", "-q", "full-int", "-o", tmp_path / "p"))
+    assert "unknown --quantization 'full-int'" in err and "did you mean 'full-int8'?" in err
+
+
+def test_error_pickled_model_weights(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    whole = tmp_path / "whole.pt"
+    torch.save(torch.nn.Linear(2, 2), whole)
+    args = digits_build_args("rpi4", "-o", tmp_path / "p")
+    args[args.index("--weights") + 1] = whole
+    assert "pickled Python object" in _err(cli, *args)
+
+
+def test_error_blank_calibration_data(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """All-zero calibration gives degenerate scales; such a model crashes XNNPACK, so the
+    quantize stage must refuse it before anything runs it."""
+    blank = tmp_path / "blank.npz"
+    np.savez(blank, x=np.zeros((20, 1, 32, 32), np.float32))
+    args = digits_build_args("rpi4", "-o", tmp_path / "p")
+    args[args.index("--calibration") + 1] = blank
+    err = _err(cli, *args)
+    assert "degenerate quantization ranges" in err and "blank or constant" in err

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import json
+
+
+def test_targets_list(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("targets", "list")
+    assert r.code == 0
+    for name in (
+        "host",
+        "rpi4",
+        "rpi5",
+        "android-arm64",
+        "android-gpu",
+        "coral-usb",
+        "coral-devboard",
+    ):
+        assert name in r.out
+    data = json.loads(cli("targets", "list", "--json").out)
+    assert {d["name"] for d in data} >= {"rpi4", "coral-usb"}
+
+
+def test_targets_show(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("targets", "show", "coral-usb")
+    assert (
+        r.code == 0 and 'io_dtype = "uint8"' in r.out and "sha256 of the resolved profile" in r.out
+    )
+    d = json.loads(cli("targets", "show", "rpi4", "--json").out)
+    assert d["runtime"]["threads"] == 4 and len(d["sha256"]) == 64
+
+
+def test_targets_show_unknown(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("targets", "show", "coral")
+    assert r.code == 2
+    assert "error: unknown target 'coral'" in r.err
+    assert "'coral-usb'" in r.err and "'coral-devboard'" in r.err

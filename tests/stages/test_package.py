@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgepack.errors import PackageError
+from edgepack.stages.package import check_destination, write_package
+
+
+def _write(dest: Path, src: Path, force: bool = False) -> Path:
+    return write_package(
+        dest, {"model.tflite": src}, {"summary.md": "hi\n"}, {"schema_version": 1}, force
+    )
+
+
+def test_writes_files_and_hashes(tmp_path: Path) -> None:
+    src = tmp_path / "m.bin"
+    src.write_bytes(b"abc")
+    dest = _write(tmp_path / "out" / "pkg", src)
+    m = json.loads((dest / "manifest.json").read_text())
+    assert m["files"]["model.tflite"] == {
+        "sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        "bytes": 3,
+    }
+    assert sorted(p.name for p in dest.iterdir()) == ["manifest.json", "model.tflite", "summary.md"]
+    assert [p.name for p in dest.parent.iterdir()] == ["pkg"]  # no staging leftovers
+
+
+def test_existing_needs_force_and_force_replaces(tmp_path: Path) -> None:
+    src = tmp_path / "m.bin"
+    src.write_bytes(b"v1")
+    dest = _write(tmp_path / "pkg", src)
+    src.write_bytes(b"v2")
+    with pytest.raises(PackageError, match="already exists"):
+        _write(dest, src)
+    assert (dest / "model.tflite").read_bytes() == b"v1"
+    _write(dest, src, force=True)
+    assert (dest / "model.tflite").read_bytes() == b"v2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "pkg"]
+
+
+def test_force_refuses_to_replace_a_non_package(tmp_path: Path) -> None:
+    d = tmp_path / "important"
+    d.mkdir()
+    (d / "thesis.tex").write_text("...")
+    with pytest.raises(PackageError, match="not an edgepack package"):
+        check_destination(d, force=True)
+
+
+def test_failure_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        _write(tmp_path / "pkg", tmp_path / "missing.bin")
+    assert list(tmp_path.iterdir()) == []
