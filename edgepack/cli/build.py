@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
             False, "--json", help="Print JSON (the manifest, or the matrix)."
         ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
-    ) -> int:
+    ) -> None:
         """Compress, convert, quantize, validate and package a model for one or more targets.
 
         Without SOURCE, builds every target listed in ./edgepack.toml: the model is exported
@@ -144,7 +144,8 @@ def register(app: typer.Typer) -> None:
                 from edgepack.errors import UsageError
 
                 raise UsageError("missing --target", "e.g. --target rpi4 (`edgepack targets list`)")
-            return _single(over, target[0], json_, quiet)
+            _single(over, target[0], json_, quiet)
+            return
         cfg_path = find_config(config) if use_config else None
         cfg = load_config(cfg_path) if cfg_path is not None else None
         plan = resolve(cfg, cfg_path, over)
@@ -153,8 +154,10 @@ def register(app: typer.Typer) -> None:
                 echo_json({"dry_run": True, **plan.to_dict()})
             else:
                 _print_plan(plan)
-            return 0
-        return _matrix(plan, json_, quiet)
+            return
+        code = _matrix(plan, json_, quiet)
+        if code:
+            raise typer.Exit(code)  # 3: a gate failed, 2: a target could not be built
 
 
 def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:

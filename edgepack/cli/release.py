@@ -102,12 +102,11 @@ def register(app: typer.Typer) -> None:
             help="Compare the profile with this target (name or .toml) instead of the built-in.",
         ),
         json_: bool = typer.Option(False, "--json", help="Print JSON."),
-    ) -> int:
+    ) -> None:
         """Check hashes, manifest schema, profile hash, and that the model loads and runs.
 
         Exit 6 if any check fails."""
-        from edgepack.cli import print_error
-        from edgepack.release.verify import VerifyError, verify_package
+        from edgepack.release.verify import verify_package
 
         rep = verify_package(package, target)
         if json_:
@@ -117,16 +116,9 @@ def register(app: typer.Typer) -> None:
                 ["check", "status", "detail"],
                 [(c.name, c.status.value.upper(), c.detail) for c in rep.checks],
             )
-        if rep.ok:
-            if not json_:
-                typer.echo(f"\n{package}: verified")
-            return 0
-        try:
-            rep.raise_if_failed()
-        except VerifyError as err:
-            print_error(err)
-            return err.exit_code
-        return 0  # pragma: no cover - raise_if_failed always raises when not ok
+        if rep.ok and not json_:
+            typer.echo(f"\n{package}: verified")
+        rep.raise_if_failed()  # VerifyError: printed by the CLI, exit code 6
 
     @app.command("report")
     def report(
