@@ -102,7 +102,7 @@ def _bench(pkg: Path, model_sha: str | None) -> list[dict[str, Any]]:
                 "stale": (doc.get("package") or {}).get("model_sha256") not in (None, model_sha),
             }
         )
-    return out
+    return sorted(out, key=lambda b: (str(b["created_at"] or ""), b["file"]))
 
 
 def _compat(manifest: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -298,6 +298,7 @@ table.summary th { color:var(--muted); font-weight:600; }
 svg { display:block; max-width:100%; height:auto; font:11px system-ui,"DejaVu Sans",sans-serif; }
 svg text { fill:#344054; } svg .axis line, svg .axis path { stroke:#98a2b3; }
 svg .gridline { stroke:#eef0f3; }
+svg text.label { paint-order:stroke; stroke:#fff; stroke-width:3px; stroke-linejoin:round; }
 .legend { display:flex; flex-wrap:wrap; gap:12px; font-size:12px; color:var(--muted); margin:6px 0; }
 .legend i { display:inline-block; width:10px; height:10px; border-radius:2px; margin-right:4px; vertical-align:-1px; }
 .empty { color:var(--muted); font-style:italic; padding:8px 0; }
@@ -446,8 +447,7 @@ _SCRIPT = r"""
       tip(el("rect", {x: x(s.q25), y: cy - 11, width: Math.max(1.5, x(s.q75) - x(s.q25)), height: 22, fill: s.color, "fill-opacity": 0.25, stroke: s.color, "class": "box"}, grp),
           s.label + " \u2014 " + s.sub + "\np50 " + fmt(s.q50) + " ms, box " + fmt(s.q25) + "\u2013" + fmt(s.q75) + " ms, whiskers " + fmt(s.q05) + "\u2013" + fmt(s.q95) + " ms");
       el("line", {x1: x(s.q50), x2: x(s.q50), y1: cy - 11, y2: cy + 11, stroke: s.color, "stroke-width": 3, "class": "median"}, grp);
-      var right = s.samples.length ? Math.max(x(s.q95), x(s.samples.reduce(function (m, v) { return Math.max(m, v); }, 0))) : x(s.q95);
-      el("text", {x: Math.min(right + 8, W - R + 6), y: cy + 4, "font-weight": "600"}, grp, "p50 " + fmt(s.q50) + " ms");
+      el("text", {x: x(s.q95) + 8, y: cy + 4, "font-weight": "600", "class": "label"}, grp, "p50 " + fmt(s.q50) + " ms");
     });
   }
 
@@ -455,7 +455,9 @@ _SCRIPT = r"""
   function drawTradeoff() {
     var root = slot("tradeoff");
     var pts = DATA.packages.filter(function (p) { return p.size_bytes != null; }).map(function (p) {
-      var b = p.bench.filter(function (r) { return r.stats.p50_ms != null && !r.stale; });
+      // One latency per package: its single-threaded benchmark when there is one.
+      var b = p.bench.filter(function (r) { return r.stats.p50_ms != null && !r.stale; })
+        .sort(function (r, q) { return (r.threads || 99) - (q.threads || 99); });
       var lat = b.length ? b[0].stats.p50_ms : (p.host_latency ? p.host_latency.median_ms : null);
       return {p: p, size: p.size_bytes / 1024, acc: p.accuracy, lat: lat, src: b.length ? b[0].device + " p50" : "host median"};
     });

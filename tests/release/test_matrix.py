@@ -11,7 +11,7 @@ import pytest
 from edgepack.manifest import read_manifest
 from edgepack.release.config import Gates
 from edgepack.release.matrix import GateResult, GateStatus, evaluate_gates
-from tests.release.benchdocs import measure, save_result
+from tests.release.benchdocs import bench_package
 from tests.release.conftest import DIGITS, Release, copy_package, run_cli
 
 pytestmark = pytest.mark.slow
@@ -65,7 +65,7 @@ def test_rebuild_is_byte_identical_and_keeps_valid_bench_results(
     pkg = release.package("rpi4")
     old = tmp_path / "old"
     shutil.copytree(pkg, old)
-    bench = save_result(pkg, measure(pkg / "model.tflite", runs=30))
+    bench = bench_package(pkg, runs=30)
     p50 = json.loads(bench.read_text())["harness"]["stats"]["p50_ms"]
 
     code, out, err = run_cli(
@@ -143,7 +143,7 @@ def test_release_gates_on_a_built_package(release: Release, tmp_path: Path) -> N
     assert ram.status is GateStatus.PASS and ram.value == m["metrics"]["est_ram_mb_upper"]
     lat = only(Gates(max_latency_ms=5))
     assert lat.status is GateStatus.NO_DATA  # nothing benchmarked yet
-    result = save_result(pkg, measure(pkg / "model.tflite", runs=20))
+    result = bench_package(pkg, runs=20)
     doc = json.loads(result.read_text())
     p90 = doc["harness"]["stats"]["p90_ms"]
     lat = only(Gates(max_latency_ms=p90 / 2, latency_stat="p90"))
