@@ -46,7 +46,6 @@ def test_the_export_is_shared_by_every_target(release: Release) -> None:
     # Both packages carry the one load/export record (same timings to the millisecond).
     for stage in ("load", "export"):
         assert rpi4["build"]["stage_seconds"][stage] == host["build"]["stage_seconds"][stage]
-    assert rpi4["build"]["stage_seconds"]["convert"] != host["build"]["stage_seconds"]["convert"]
     assert [s["name"] for s in rpi4["stages"]] == [
         "load",
         "export",
