@@ -65,6 +65,13 @@ class BuildPlan:
     # The source as the user wrote it (edgepack.toml: relative to that file). Recorded in the
     # manifest instead of ``source``, so it does not depend on the working folder.
     source_label: str | None = None
+    # Compression before export (edgepack.stages.prune.PruneSpec / distill.DistillSpec).
+    prune: Any = None
+    distill: Any = None
+    # Device compatibility: fail when the target requires full delegation and ops fall back
+    # to the CPU, unless allowed; require the Edge TPU compiler for coral targets.
+    allow_cpu_fallback: bool = False
+    require_edgetpu_compiler: bool = False
 
     # ---- resolved values -------------------------------------------------------------
     @property
@@ -113,6 +120,17 @@ def check_plan(plan: BuildPlan) -> list[str]:
         if plan.eval is None:
             problems.append("--max-accuracy-drop needs --eval data with labels")
     problems += _check_accuracy_options(plan)
+    problems += _check_compression_options(plan)
+    if plan.require_edgetpu_compiler:
+        from edgepack.stages import edgetpu
+        from edgepack.targets import Delegate
+
+        if plan.target.runtime.delegate != Delegate.EDGETPU:
+            problems.append(
+                f"--require-edgetpu-compiler applies to Edge TPU targets, not '{plan.target.name}'"
+            )
+        else:
+            edgetpu.require_compiler(True)  # raises with how to get it
     for flag, n in (
         ("--calibration-samples", plan.calibration_samples),
         ("--eval-samples", plan.eval_samples),
@@ -124,6 +142,23 @@ def check_plan(plan: BuildPlan) -> list[str]:
             "; ".join(problems),
             "see `edgepack build --help`; the target's defaults are in `edgepack targets show "
             f"{plan.target.name}`",
+        )
+    return problems
+
+
+def _check_compression_options(plan: BuildPlan) -> list[str]:
+    problems: list[str] = []
+    if plan.distill is not None:
+        if plan.prune is None:
+            problems.append(
+                "--distill needs --prune (the teacher is the model as loaded, the student "
+                "the pruned one)"
+            )
+        if not Path(plan.distill.train).exists():
+            problems.append(f"--train file not found: {plan.distill.train}")
+    if plan.prune is not None and plan.source.endswith(".pt2"):
+        problems.append(
+            "--prune needs a model factory, not a .pt2 program (no module code to prune)"
         )
     return problems
 
@@ -228,6 +263,7 @@ class SharedExport:
     name: str
     exported: ExportedModel
     records: tuple[StageRecord, ...]
+    compressed: bool = False  # the export holds a pruned/distilled model
 
 
 def prepare(
@@ -256,6 +292,17 @@ def prepare(
         },
         seconds=elapsed(),
     )
+    if first.prune is not None or first.distill is not None:
+        from edgepack.compression import run_compression
+        from edgepack.stages.distill import validate_distill
+
+        if first.distill is not None:
+            validate_distill(first.distill, model.inputs)
+        ev = data[0][1]
+        original = model
+        model = run_compression(model, first.prune, first.distill, ctx, ev)
+        model.reference = original
+        model.source = original.source
     exported = export.run(model, ctx)
     shared = SharedExport(
         source=first.source,
@@ -264,6 +311,7 @@ def prepare(
         name=name,
         exported=exported,
         records=tuple(copy.deepcopy(ctx.records)),
+        compressed=model.reference is not None,
     )
     return model, shared, data
 
@@ -292,6 +340,13 @@ def build_from_export(
         if plan.source_label is not None:
             model.source["spec"] = plan.source_label
         calib, ev = _load_data(plan, model)
+        if shared.compressed:
+            # The compressed model is the exported program; the source is the reference.
+            compressed = load_source(str(shared.exported.path))
+            compressed.reference = model
+            compressed.source = model.source
+            compressed.name = model.name
+            model = compressed
         return build_from_model(
             plan, model, shared.name, dest, calib, ev, ctx, exported=shared.exported
         )
@@ -354,8 +409,16 @@ def build_from_model(
         fallback = fallback_stage.run(float_model, model, calib, ev, plan, trigger, ctx)
         built = fallback.artifact
         report = validate.run(model, float_model, built, data, ctx, **validate_args)
+    compat_report, edgetpu_result = _device_checks(plan, built, ctx)
     manifest = make_manifest(plan, model, name, built, report, ctx)
     files = {"model.tflite": built.path}
+    if compat_report is not None:
+        manifest["compat"] = compat_report.to_dict()
+    if edgetpu_result is not None:
+        manifest["edgetpu"] = edgetpu_result.to_dict()
+        if edgetpu_result.artifact is not None:
+            files[EDGETPU_MODEL_FILE] = edgetpu_result.artifact.path
+            manifest["model_file"] = EDGETPU_MODEL_FILE
     if plan.mode != QuantMode.FLOAT32:
         # The float reference for `edgepack analyze` (per-layer error) without the source.
         files[FLOAT_MODEL_FILE] = float_model.path
@@ -375,6 +438,38 @@ def build_from_model(
     return BuildResult(
         package=dest, manifest=manifest, summary=summary, rows=summary_rows(manifest)
     )
+
+
+EDGETPU_MODEL_FILE = "model_edgetpu.tflite"
+
+
+def _device_checks(plan: BuildPlan, built: TFLiteArtifact, ctx: StageContext) -> tuple[Any, Any]:
+    """Pre-flight against the target's rule tables (gated when the target requires full
+    delegation), then the Edge TPU compiler for Edge TPU targets."""
+    from edgepack.targets import Delegate
+
+    report = None
+    if plan.target.compat.rules:
+        from edgepack.compat import require_full_delegation
+        from edgepack.stages import preflight
+
+        report = preflight.run(built, plan.target, ctx)
+        if plan.target.compat.require_full_delegation and not plan.allow_cpu_fallback:
+            from edgepack.compat import FullDelegationError
+
+            try:
+                require_full_delegation(report, plan.target.name)
+            except FullDelegationError as exc:
+                raise FullDelegationError(
+                    exc.message + "; no package was written",
+                    exc.hint + ", or pass --allow-cpu-fallback to package it anyway",
+                ) from exc
+    result = None
+    if plan.target.runtime.delegate == Delegate.EDGETPU:
+        from edgepack.stages import edgetpu
+
+        result = edgetpu.run(built, ctx)
+    return report, result
 
 
 def make_manifest(
@@ -426,6 +521,16 @@ def make_manifest(
     }
 
 
+def _stage_line(name: str, params: dict[str, Any], m: dict[str, Any]) -> str:
+    def ratio(key: str) -> str:
+        b, a = m.get(f"{key}_before"), m.get(f"{key}_after")
+        return f"{key} {b} -> {a}" if b is not None and a is not None else ""
+
+    parts = [p for p in (ratio("params"), ratio("macs"), ratio("top1")) if p]
+    head = params.get("method", "") + (f":{params['sparsity']}" if "sparsity" in params else "")
+    return (head + " " if head else "") + ", ".join(parts)
+
+
 def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[str, str]]:
     m = manifest["metrics"]
     q = manifest["quantization"]
@@ -473,6 +578,28 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
     rows.append(("ops", ", ".join(f"{k} x{v}" for k, v in ops.items())))
     if manifest["model"]["float_compute_ops"]:
         rows.append(("float compute ops", ", ".join(manifest["model"]["float_compute_ops"])))
+    for rules, r in manifest.get("compat", {}).get("results", {}).items():
+        share = "n/a" if r.get("mac_share") is None else f"{100 * r['mac_share']:.1f}%"
+        where = (
+            "every op on the accelerator"
+            if r["fully_delegated"]
+            else f"{len(r['cpu_ops'])} op(s) on the CPU, first split at op {r.get('split_index')}"
+        )
+        rows.append(
+            (f"pre-flight {rules}", f"{where}; {r['partitions']} partition(s); MACs {share}")
+        )
+    tpu = manifest.get("edgetpu")
+    if tpu is not None:
+        rows.append(
+            (
+                "edgetpu_compiler",
+                f"compiled: {tpu['file']}" if tpu["compiled"] else "not run (not on PATH)",
+            )
+        )
+    for stage in manifest["stages"]:
+        if stage["name"] in ("prune", "distill"):
+            mm = stage["metrics"]
+            rows.append((stage["name"], _stage_line(stage["name"], stage["params"], mm)))
     lat = manifest["build"].get("host_latency") if timing else None
     if lat:
         kinds = [k for k in lat if k not in ("float32", "threads")]

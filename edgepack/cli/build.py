@@ -106,6 +106,39 @@ def register(app: typer.Typer) -> None:
             False, "--json", help="Print JSON (the manifest, or the matrix)."
         ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+        prune: str | None = typer.Option(
+            None, "--prune", help="Prune before export: magnitude:0.7 or channels:0.5."
+        ),
+        prune_scope: str | None = typer.Option(
+            None, "--prune-scope", help="Magnitude pruning: global (default) or layer."
+        ),
+        round_to: int | None = typer.Option(
+            None, "--round-to", help="Channel pruning: keep channel counts multiples of this."
+        ),
+        distill: bool = typer.Option(
+            False, "--distill", help="Distill the pruned model from the unpruned one."
+        ),
+        train: Path | None = typer.Option(
+            None, "--train", help="Training data for --distill (.npz; labels optional)."
+        ),
+        epochs: int | None = typer.Option(None, "--epochs", help="Distillation epochs (5)."),
+        lr: float | None = typer.Option(None, "--lr", help="Distillation learning rate (1e-3)."),
+        temperature: float | None = typer.Option(
+            None, "--temperature", help="Distillation temperature (4.0)."
+        ),
+        alpha: float | None = typer.Option(
+            None, "--alpha", help="Weight of the hard-label loss (0 = pure distillation)."
+        ),
+        allow_cpu_fallback: bool = typer.Option(
+            False,
+            "--allow-cpu-fallback",
+            help="Package even if ops fall back to the CPU on a target requiring full delegation.",
+        ),
+        require_edgetpu_compiler: bool = typer.Option(
+            False,
+            "--require-edgetpu-compiler",
+            help="Fail (Edge TPU targets) when edgetpu_compiler is not on PATH.",
+        ),
     ) -> None:
         """Compress, convert, quantize, validate and package a model for one or more targets.
 
@@ -137,6 +170,23 @@ def register(app: typer.Typer) -> None:
             force=force,
             jobs=jobs,
             latency_runs=latency_runs,
+            prune=prune,
+            prune_scope=prune_scope,
+            round_to=round_to,
+            distill=distill,
+            train=train,
+            distill_options=tuple(
+                (k, v)
+                for k, v in (
+                    ("epochs", epochs),
+                    ("lr", lr),
+                    ("temperature", temperature),
+                    ("alpha", alpha),
+                )
+                if v is not None
+            ),
+            allow_cpu_fallback=allow_cpu_fallback,
+            require_edgetpu_compiler=require_edgetpu_compiler,
         )
         use_config = source is None or config is not None
         if not use_config and len(target) <= 1 and not dry_run and output_dir is None:
@@ -166,6 +216,7 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
     from edgepack.cli.progress import build_progress
     from edgepack.pipeline import BuildPlan
     from edgepack.pipeline import build as run_build
+    from edgepack.release.config import compression_fields
     from edgepack.targets import load_target
 
     plan = BuildPlan(
@@ -189,6 +240,7 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
         force=over.force,
         name=over.name,
         latency_runs=50 if over.latency_runs is None else over.latency_runs,
+        **compression_fields(over, None, None),
     )
     with build_progress([target], enabled=not (quiet or json_)) as report:
         result = run_build(plan, progress=lambda m: report(target, m))

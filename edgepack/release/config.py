@@ -52,6 +52,9 @@ class DataSection(_Strict):
 class CompressionSection(_Strict):
     # Spec strings and settings of the compression stages, passed through to them.
     prune: str | None = Field(default=None, pattern=r"^[a-z][a-z_-]*:[0-9]*\.?[0-9]+$")
+    scope: str | None = None  # magnitude pruning: global | layer
+    round_to: int | None = Field(default=None, ge=1)  # channel counts multiple of this
+    # epochs, lr, batch_size, temperature, alpha, device, samples; training data: data.train
     distill: dict[str, str | int | float | bool] | None = None
 
     @property
@@ -234,6 +237,56 @@ class Overrides:
     force: bool = False
     jobs: int | None = None
     latency_runs: int | None = None
+    # compression (CLI values win over [compression] in the file)
+    prune: str | None = None
+    prune_scope: str | None = None
+    round_to: int | None = None
+    distill: bool = False
+    train: Path | None = None
+    distill_options: tuple[tuple[str, Any], ...] = ()  # epochs, lr, ... given on the CLI
+    # device compatibility
+    allow_cpu_fallback: bool = False
+    require_edgetpu_compiler: bool = False
+
+
+DISTILL_KEYS = ("epochs", "lr", "batch_size", "temperature", "alpha", "device", "samples")
+
+
+def compression_fields(
+    over: Overrides, section: CompressionSection | None, train: Path | None
+) -> dict[str, Any]:
+    """BuildPlan fields for the compression stages and device checks.
+
+    Raises the stages' own errors (bad spec, distillation without training data)."""
+    from edgepack.stages.distill import DistillSpec
+    from edgepack.stages.prune import parse_prune_spec
+
+    section = section or CompressionSection()
+    prune_text = over.prune or section.prune
+    prune = None
+    if prune_text is not None:
+        prune = parse_prune_spec(
+            prune_text,
+            round_to=over.round_to or int(section.round_to or 1),
+            scope=over.prune_scope or section.scope or "global",
+        )
+    distill = None
+    if over.distill or section.distill is not None:
+        options = dict(section.distill or {})
+        unknown = sorted(set(options) - set(DISTILL_KEYS))
+        if unknown:
+            raise UsageError(
+                f"unknown [compression].distill setting(s): {', '.join(unknown)}",
+                f"known: {', '.join(DISTILL_KEYS)}",
+            )
+        options.update(dict(over.distill_options))
+        distill = DistillSpec.from_options(over.train or train, **options)
+    return {
+        "prune": prune,
+        "distill": distill,
+        "allow_cpu_fallback": over.allow_cpu_fallback,
+        "require_edgetpu_compiler": over.require_edgetpu_compiler,
+    }
 
 
 @dataclass(frozen=True)
@@ -401,17 +454,11 @@ def resolve(
             "use --output-dir DIR (packages go to DIR/<name>-<target>), or select one --target",
         )
     problems: list[str] = []
-    # The compression stages take their settings through BuildPlan fields of the same names.
     extra: dict[str, Any] = {}
-    if compression.enabled:
-        have = set(BuildPlan.__dataclass_fields__)
-        if {"prune", "distill"} <= have:
-            extra = {"prune": compression.prune, "distill": compression.distill}
-        else:
-            problems.append(
-                "[compression] is set but this edgepack's build has no compression stages; "
-                "compress first with `edgepack compress` and use its .pt2 as model.source"
-            )
+    try:
+        extra = compression_fields(over, compression, _rebase(base, data.train))
+    except EdgepackError as err:
+        problems.append(f"[compression]: {err.message}")
     jobs: list[TargetJob] = []
     seen_ids: dict[str, int] = {}
     seen_dest: dict[Path, str] = {}

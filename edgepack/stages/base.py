@@ -38,6 +38,9 @@ class TorchModel:
     source: dict[str, Any]  # what was loaded: spec, weights and their sha256
     exported: Any = None  # a torch.export.ExportedProgram when the source was a .pt2
     name: str = "model"
+    # The model as loaded, when this one was compressed from it (pruning, distillation):
+    # validation measures the accuracy drop against it.
+    reference: Any = None
 
 
 @dataclass(frozen=True)

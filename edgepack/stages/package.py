@@ -56,6 +56,10 @@ def write_package(
     ``files`` entry is filled here), then move the folder into place."""
     check_destination(dest, force)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    # mkdtemp makes the folder 0700; a package is an ordinary folder (honour the umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)
     try:
         for name, src in files.items():
             shutil.copyfile(src, staging / name)

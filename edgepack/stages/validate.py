@@ -109,7 +109,13 @@ def run(
         rep.metrics["samples"] = len(data)
         rep.metrics["data"] = "eval" if data.labels is not None else "unlabelled"
         if data.labels is not None:
-            acc = accuracy(ref[0], out[0], data.labels)
+            if torch_model.reference is not None:
+                # Compressed: the drop is measured against the model as the user gave it.
+                original = torch_outputs(torch_model.reference, data.inputs)
+                acc = accuracy(original[0], out[0], data.labels)
+                acc["compressed_float"] = top1(ref[0], data.labels)
+            else:
+                acc = accuracy(ref[0], out[0], data.labels)
             rep.metrics["accuracy"] = acc
             if max_accuracy_drop is not None:
                 drop = acc["drop_points"]

@@ -19,13 +19,26 @@ def test_build_rpi4_package(cli, tmp_path: Path) -> None:  # type: ignore[no-unt
     r = cli(*digits_build_args("rpi4", "--max-accuracy-drop", "1.0", "-o", out))
     assert r.code == 0, r.err
     assert "Traceback" not in r.err
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.tflite", "summary.md"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "model.tflite",
+        "model_float32.tflite",
+        "summary.md",
+    ]
     m = json.loads((out / "manifest.json").read_text())
     assert set(REQUIRED_KEYS) <= set(m)
     assert m["target"]["name"] == "rpi4" and len(m["target"]["sha256"]) == 64
     assert m["quantization"]["mode"] == "full-int8"
     assert m["quantization"]["route"]["engine"] == "ai-edge-litert calibrator"
-    assert [s["name"] for s in m["stages"]] == ["load", "export", "convert", "quantize", "validate"]
+    assert [s["name"] for s in m["stages"]] == [
+        "load",
+        "export",
+        "convert",
+        "quantize",
+        "validate",
+        "preflight",
+    ]
+    assert m["compat"]["results"]["xnnpack"]["fully_delegated"] is True
     for name, f in m["files"].items():
         assert sha256_file(out / name) == f["sha256"]
     assert m["source"]["weights_sha256"] == sha256_file(DIGITS / "weights.pt")
@@ -250,3 +263,104 @@ def test_error_blank_calibration_data(cli, tmp_path: Path) -> None:  # type: ign
     args[args.index("--calibration") + 1] = blank
     err = _err(cli, *args)
     assert "degenerate quantization ranges" in err and "blank or constant" in err
+
+
+def test_build_with_pruning_and_distillation(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "pruned"
+    args = digits_build_args(
+        "rpi4",
+        "-o",
+        out,
+        "--prune",
+        "channels:0.5",
+        "--distill",
+        "--train",
+        DIGITS / "train.npz",
+        "--epochs",
+        "3",
+        "--max-accuracy-drop",
+        "2.0",
+    )
+    r = cli(*args)
+    assert r.code == 0, r.err
+    m = json.loads((out / "manifest.json").read_text())
+    names = [s["name"] for s in m["stages"]]
+    assert names[:4] == ["load", "prune", "distill", "export"]
+    prune = next(s for s in m["stages"] if s["name"] == "prune")["metrics"]
+    assert prune["params_after"] <= 0.55 * prune["params_before"]
+    acc = m["metrics"]["accuracy"]
+    # the drop is measured against the model as loaded, not the pruned one
+    assert acc["float"] == pytest.approx(99.11, abs=0.01)
+    assert acc["compressed_float"] >= 97.0
+    assert acc["drop_points"] <= 2.0
+    assert "prune" in r.out and "distill" in r.out
+
+
+def test_error_distill_without_prune_or_train(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    err = _err(cli, *digits_build_args("rpi4", "-o", tmp_path / "p", "--distill"))
+    assert "distillation needs training data" in err
+    err = _err(
+        cli,
+        *digits_build_args(
+            "rpi4", "-o", tmp_path / "p", "--distill", "--train", DIGITS / "train.npz"
+        ),
+    )
+    assert "--distill needs --prune" in err
+    err = _err(cli, *digits_build_args("rpi4", "-o", tmp_path / "p", "--prune", "channels:1.5"))
+    assert "channels:1.5" in err or "sparsity" in err
+
+
+def _leaky_model(tmp_path: Path) -> Path:
+    f = tmp_path / "leaky.py"
+    f.write_text(
+        "import torch\n"
+        "def build():\n"
+        "    torch.manual_seed(0)\n"
+        "    return torch.nn.Sequential(\n"
+        "        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.LeakyReLU(0.1),\n"
+        "        torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),\n"
+        "        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10))\n"
+    )
+    return f
+
+
+def test_coral_build_gates_cpu_fallback(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """LEAKY_RELU is not an Edge TPU op: coral targets require full delegation, so the build
+    fails (exit 3, no package) unless --allow-cpu-fallback, which records the split."""
+    f = _leaky_model(tmp_path)
+    base = [
+        "build",
+        f"{f}:build",
+        "--input-shape",
+        "1x1x32x32",
+        "--target",
+        "coral-usb",
+        "--calibration",
+        DIGITS / "calib.npz",
+        "--latency-runs",
+        "0",
+    ]
+    out = tmp_path / "coral"
+    r = cli(*base, "-o", out)
+    assert r.code == 3, r.err
+    assert "requires full delegation to Edge TPU" in r.err and "LEAKY_RELU" in r.err
+    assert "no package was written" in r.err and "--allow-cpu-fallback" in r.err
+    assert not out.exists()
+    r = cli(*base, "-o", out, "--allow-cpu-fallback")
+    assert r.code == 0, r.err
+    m = json.loads((out / "manifest.json").read_text())
+    tpu = m["compat"]["results"]["edgetpu"]
+    assert tpu["fully_delegated"] is False
+    assert tpu["split_index"] == 2 and tpu["mac_share"] < 0.2
+    assert m["edgetpu"]["compiled"] is False and "edgetpu-compiler" in m["edgetpu"]["note"]
+    assert "pre-flight edgetpu" in r.out and "op(s) on the CPU" in r.out
+
+
+def test_error_require_edgetpu_compiler(cli, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PATH", str(tmp_path))  # no edgetpu_compiler anywhere
+    err = _err(
+        cli, *digits_build_args("coral-usb", "-o", tmp_path / "p", "--require-edgetpu-compiler")
+    )
+    assert "edgetpu_compiler is not on PATH" in err and "x86-64" in err
+    err = _err(cli, *digits_build_args("rpi4", "-o", tmp_path / "p", "--require-edgetpu-compiler"))
+    assert "applies to Edge TPU targets" in err

@@ -53,3 +53,16 @@ def test_failure_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         _write(tmp_path / "pkg", tmp_path / "missing.bin")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_package_folder_honours_umask(tmp_path: Path) -> None:
+    import os
+
+    src = tmp_path / "m.bin"
+    src.write_bytes(b"x")
+    old = os.umask(0o022)
+    try:
+        dest = _write(tmp_path / "pkg", src)
+    finally:
+        os.umask(old)
+    assert (dest.stat().st_mode & 0o777) == 0o755
