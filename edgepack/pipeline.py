@@ -409,7 +409,11 @@ def build_from_model(
         fallback = fallback_stage.run(float_model, model, calib, ev, plan, trigger, ctx)
         built = fallback.artifact
         report = validate.run(model, float_model, built, data, ctx, **validate_args)
-    compat_report, edgetpu_result = _device_checks(plan, built, ctx)
+    # Ops --auto-fallback kept out of int8 leave an integer-only accelerator knowingly (the
+    # fallback record says what that costs): the full-delegation gate is waived for them.
+    compat_report, edgetpu_result = _device_checks(
+        plan, built, ctx, allow_cpu=plan.allow_cpu_fallback or fallback is not None
+    )
     manifest = make_manifest(plan, model, name, built, report, ctx)
     files = {"model.tflite": built.path}
     if compat_report is not None:
@@ -443,7 +447,9 @@ def build_from_model(
 EDGETPU_MODEL_FILE = "model_edgetpu.tflite"
 
 
-def _device_checks(plan: BuildPlan, built: TFLiteArtifact, ctx: StageContext) -> tuple[Any, Any]:
+def _device_checks(
+    plan: BuildPlan, built: TFLiteArtifact, ctx: StageContext, allow_cpu: bool = False
+) -> tuple[Any, Any]:
     """Pre-flight against the target's rule tables (gated when the target requires full
     delegation), then the Edge TPU compiler for Edge TPU targets."""
     from edgepack.targets import Delegate
@@ -454,7 +460,7 @@ def _device_checks(plan: BuildPlan, built: TFLiteArtifact, ctx: StageContext) ->
         from edgepack.stages import preflight
 
         report = preflight.run(built, plan.target, ctx)
-        if plan.target.compat.require_full_delegation and not plan.allow_cpu_fallback:
+        if plan.target.compat.require_full_delegation and not allow_cpu:
             from edgepack.compat import FullDelegationError
 
             try:

@@ -190,9 +190,15 @@ def test_compression_settings_need_the_compression_stages(project: Path) -> None
         parse_config(bad, "edgepack.toml")
 
 
-def test_resolve_from_the_command_line_only() -> None:
+def test_resolve_from_the_command_line_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from edgepack.release.config import ReleasePlan
+    from tests.conftest import REPO
 
+    # Packages go to ./dist: run where none exist yet (a `make demo` leaves some in the repo).
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    monkeypatch.chdir(tmp_path)
     plan = resolve(
         None,
         None,

@@ -52,6 +52,7 @@ def test_the_export_is_shared_by_every_target(release: Release) -> None:
         "convert",
         "quantize",
         "validate",
+        "preflight",
     ]
     # The manifest records the source as written in edgepack.toml: no temp paths.
     assert rpi4["source"]["spec"] == "model.py:build_model"
