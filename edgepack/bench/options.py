@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 from edgepack.errors import UsageError
+from edgepack.targets import Delegate
 
 
-class Delegate(str, Enum):
-    """Delegates known by name. Anything else must be a path to an external delegate .so."""
-
-    XNNPACK = "xnnpack"
-    NONE = "none"
-    GPU = "gpu"
-    EDGETPU = "edgetpu"
-    NNAPI = "nnapi"
-
-
+# Delegates known by name (the targets' own enum); anything else is a path to an external
+# delegate .so.
 def is_delegate_path(delegate: str) -> bool:
     """True when ``delegate`` names an external delegate library rather than a known name."""
     return delegate not in {d.value for d in Delegate}

@@ -292,3 +292,41 @@ def test_every_template_parses() -> None:
     for kwargs in ({}, {"source": "a.b:c", "targets": ("rpi4",), "eval_data": "e.npz"}):
         cfg = parse_config(render_template(**kwargs), "t")
         assert cfg.targets[0].target == (kwargs.get("targets") or ("host",))[0]
+
+
+def test_compression_section_reaches_every_target(tmp_path: Path) -> None:
+    import shutil
+
+    from tests.conftest import DIGITS
+
+    cfg = CONFIG.replace(
+        "[gates]",
+        '[compression]\nprune = "channels:0.5"\nround_to = 8\n'
+        "distill = { epochs = 2, temperature = 3.0 }\n\n[gates]",
+    ).replace('eval = "eval.npz"', 'eval = "eval.npz"\ntrain = "train.npz"')
+    project = make_project(tmp_path / "repo", cfg)
+    shutil.copyfile(DIGITS / "train.npz", project / "train.npz")
+    plan = resolve(parse_config(cfg, "edgepack.toml"), project / "edgepack.toml", Overrides())
+    for job in plan.targets:
+        assert job.plan.prune.method.value == "channels" and job.plan.prune.sparsity == 0.5
+        assert job.plan.prune.round_to == 8
+        assert job.plan.distill.epochs == 2 and job.plan.distill.temperature == 3.0
+        assert job.plan.distill.train == project / "train.npz"
+    # the command line wins over the file
+    over = Overrides(prune="magnitude:0.7", distill_options=(("epochs", 4),))
+    plan = resolve(parse_config(cfg, "edgepack.toml"), project / "edgepack.toml", over)
+    assert plan.targets[0].plan.prune.method.value == "magnitude"
+    assert plan.targets[0].plan.distill.epochs == 4
+
+
+def test_compression_section_errors_are_reported(tmp_path: Path) -> None:
+    cfg = CONFIG.replace("[gates]", '[compression]\nprune = "channels:1.5"\n\n[gates]')
+    project = make_project(tmp_path / "repo", cfg)
+    with pytest.raises(UsageError) as e:
+        resolve(parse_config(cfg, "edgepack.toml"), project / "edgepack.toml", Overrides())
+    assert "[compression]" in e.value.message and "1.5" in e.value.message
+    cfg = CONFIG.replace("[gates]", "[compression]\ndistill = { epochs = 2 }\n\n[gates]")
+    project = make_project(tmp_path / "repo2", cfg)
+    with pytest.raises(UsageError) as e:
+        resolve(parse_config(cfg, "edgepack.toml"), project / "edgepack.toml", Overrides())
+    assert "distillation needs training data" in e.value.message
