@@ -535,7 +535,9 @@ def load_external(rt, delegate, library):
 def new_interpreter(rt, graph, threads, delegates=None, defaults=True):
     kwargs = {"model_path": graph, "num_threads": threads}
     if not defaults and rt.OpResolverType is not None:
-        kwargs["experimental_op_resolver_type"] = rt.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        kwargs["experimental_op_resolver_type"] = (
+            rt.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        )
     if delegates:
         kwargs["experimental_delegates"] = delegates
     try:
@@ -583,7 +585,9 @@ def run_benchmark(args, np, rt, doc):
     doc["memory"]["rss_before_load_mb"] = current_rss_mb()
 
     library = delegate_library(args.delegate)
-    external = probe_external(rt, graph, args.num_threads, args.delegate, library) if library else None
+    external = (
+        probe_external(rt, graph, args.num_threads, args.delegate, library) if library else None
+    )
 
     t0 = time.perf_counter()
     loaded = [load_external(rt, args.delegate, library)] if library else None
