@@ -6,9 +6,6 @@ an error that lists the close names and never picks one for the user.
 
 from __future__ import annotations
 
-import difflib
-import hashlib
-import json
 import sys
 from dataclasses import dataclass, field
 from enum import Enum
@@ -150,6 +147,9 @@ class TargetProfile:
     @property
     def sha256(self) -> str:
         """Hash of the resolved profile (stable across formatting and comments)."""
+        import hashlib
+        import json
+
         canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()
 
@@ -191,6 +191,8 @@ def load_target(name_or_path: str) -> TargetProfile:
         return parse_profile(p.read_text(encoding="utf-8"), str(p))
     p = targets_dir() / f"{name_or_path}.toml"
     if not p.is_file():
+        import difflib
+
         names = builtin_names()
         close = difflib.get_close_matches(name_or_path, names, n=3, cutoff=0.4)
         close += [n for n in names if n.startswith(name_or_path) and n not in close]

@@ -13,30 +13,54 @@ import typer
 
 from edgepack.errors import EdgepackError
 
-app = typer.Typer(
-    name="edgepack",
-    help="Take a PyTorch model to an edge device: compress, convert, quantize, validate, "
-    "package, benchmark.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,  # SSH settings and paths must never leak
-    add_completion=True,
-    rich_markup_mode=None,  # plain help: importing rich would double start-up time
-)
+# Command modules and the commands each registers.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "targets": ("targets",),
+    "build": ("build",),
+    "inspect": ("inspect",),
+    "bench": ("bench",),
+    "check": ("check",),
+    "compress": ("compress",),
+    "analyze": ("analyze",),
+    "release": ("init", "verify", "report"),
+}
 
 
-def _register() -> None:
-    # Imports are cheap: command modules import heavy libraries inside their functions.
-    for name in ("targets", "build", "inspect", "bench", "check", "compress", "analyze", "release"):
-        try:
-            mod = __import__(f"edgepack.cli.{name}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"edgepack.cli.{name}":
-                raise
-            continue
+def make_app(command: str | None = None) -> typer.Typer:
+    """The CLI with every command, or only the module that defines ``command``.
+
+    Building a click command for every option of every command costs more than typer's own
+    import, so a run of one command registers only that command (help and completion, which
+    need them all, register all). Command modules import heavy libraries inside functions.
+    """
+    app = typer.Typer(
+        name="edgepack",
+        help="Take a PyTorch model to an edge device: compress, convert, quantize, validate, "
+        "package, benchmark.",
+        no_args_is_help=True,
+        pretty_exceptions_show_locals=False,  # SSH settings and paths must never leak
+        add_completion=True,
+        rich_markup_mode=None,  # plain help: importing rich would double start-up time
+    )
+
+    @app.callback()
+    def _root() -> None:
+        """Take a PyTorch model to an edge device: compress, convert, quantize, validate,
+        package, benchmark."""
+
+    modules = [m for m, cmds in COMMANDS.items() if command in cmds] or list(COMMANDS)
+    for name in modules:
+        mod = __import__(f"edgepack.cli.{name}", fromlist=["register"])
         mod.register(app)
+    return app
 
 
-_register()
+def _command_of(argv: list[str]) -> str | None:
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+        return None  # a root option (--help, --install-completion): everything
+    return None
 
 
 def print_error(err: EdgepackError) -> None:
@@ -47,8 +71,9 @@ def print_error(err: EdgepackError) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `edgepack` console script. Returns the exit code."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=argv, prog_name="edgepack")
+        make_app(_command_of(args))(args=args, prog_name="edgepack")
     except EdgepackError as err:
         print_error(err)
         return err.exit_code
