@@ -34,7 +34,7 @@ from edgepack.stages.base import (
     TorchModel,
     noop_progress,
 )
-from edgepack.targets import IODtype, IOLayout, QuantMode, TargetProfile
+from edgepack.targets import Budgets, IODtype, IOLayout, QuantMode, TargetProfile
 
 FLOAT_MODEL_FILE = "model_float32.tflite"
 
@@ -72,6 +72,10 @@ class BuildPlan:
     # to the CPU, unless allowed; require the Edge TPU compiler for coral targets.
     allow_cpu_fallback: bool = False
     require_edgetpu_compiler: bool = False
+    # Release gates on size and RAM; None: the target profile's budgets. Checked inside the
+    # build, so a package over budget is never written.
+    max_model_kb: float | None = None
+    max_ram_mb: float | None = None
 
     # ---- resolved values -------------------------------------------------------------
     @property
@@ -89,6 +93,15 @@ class BuildPlan:
     @property
     def layout(self) -> IOLayout:
         return self.io_layout or self.target.quantization.io_layout
+
+    @property
+    def budgets(self) -> Budgets:
+        b = self.target.budgets
+        return Budgets(
+            max_model_kb=self.max_model_kb if self.max_model_kb is not None else b.max_model_kb,
+            max_ram_mb=self.max_ram_mb if self.max_ram_mb is not None else b.max_ram_mb,
+            max_latency_ms=b.max_latency_ms,
+        )
 
     @property
     def n_calibration(self) -> int:
@@ -374,7 +387,7 @@ def build_from_model(
     data = ev or calib or _random_data(model, plan.seed)
     validate_args: dict[str, Any] = {
         "max_accuracy_drop": plan.max_accuracy_drop,
-        "budgets": plan.target.budgets,
+        "budgets": plan.budgets,
         "latency_runs": plan.latency_runs,
         "min_fidelity": plan.min_fidelity,
     }

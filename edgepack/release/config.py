@@ -504,6 +504,8 @@ def resolve(
             eval_samples=over.eval_samples or data.eval_samples,
             max_accuracy_drop=gates.max_accuracy_drop,
             min_fidelity=gates.min_fidelity,
+            max_model_kb=gates.max_model_kb,
+            max_ram_mb=gates.max_ram_mb,
             auto_fallback=bool(
                 over.auto_fallback if over.auto_fallback is not None else e.auto_fallback
             ),
