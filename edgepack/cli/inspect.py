@@ -52,10 +52,26 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"\nlargest tensors (of {sum(t.buffer_bytes for t in info.tensors)} bytes of weights)"
         )
+        consumer = {i: f"{op.op} #{op.index}" for op in info.operators for i in op.inputs}
+        big = sorted((t for t in info.tensors if t.buffer_bytes > 0), key=lambda t: -t.buffer_bytes)
         echo_table(
-            ["tensor", "bytes", "dtype"],
+            ["tensor", "used by", "shape", "bytes", "dtype"],
             [
-                (n, b, next(t.dtype.lower() for t in info.tensors if t.name == n))
-                for n, b in info.weight_bytes_by_tensor()[:top]
+                (
+                    short_name(t.name),
+                    consumer.get(t.index, "-"),
+                    "x".join(map(str, t.shape)),
+                    t.buffer_bytes,
+                    t.dtype.lower(),
+                )
+                for t in big[:top]
             ],
         )
+
+
+def short_name(name: str, width: int = 48) -> str:
+    """Converter tensor names repeat the module path; keep the last module of the first."""
+    first = next((part for part in name.split(";") if part), name)
+    last = first.rsplit("/", 1)[-1]
+    last = last.rsplit(".", 1)[-1] if last.startswith("torch.") else last
+    return last if len(last) <= width else last[: width - 3] + "..."
