@@ -364,3 +364,11 @@ def test_error_require_edgetpu_compiler(cli, tmp_path: Path, monkeypatch) -> Non
     assert "edgetpu_compiler is not on PATH" in err and "x86-64" in err
     err = _err(cli, *digits_build_args("rpi4", "-o", tmp_path / "p", "--require-edgetpu-compiler"))
     assert "applies to Edge TPU targets" in err
+
+
+def test_error_profile_with_toml_syntax_error(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    board = tmp_path / "broken.toml"
+    board.write_text('schema = 1\nname = "b\n')
+    err = _err(cli, *digits_build_args(str(board), "-o", tmp_path / "p"))
+    assert f"target profile {board} is not valid TOML" in err
+    assert "line 2" in err
