@@ -103,6 +103,28 @@ def keygen(path: Path) -> None:
     )
 
 
+def sshd_config(d: Path, port: int, extra: list[str]) -> str:
+    """An sshd_config for a test sshd on 127.0.0.1: keys and pid file in ``d``, public keys
+    only, no PAM. ``extra`` lines go before the log level."""
+    lines = [
+        f"Port {port}",
+        "ListenAddress 127.0.0.1",
+        f"HostKey {d / 'host_ed25519'}",
+        f"PidFile {d / 'sshd.pid'}",
+        f"AuthorizedKeysFile {d / 'authorized_keys'}",
+        "StrictModes no",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "PermitRootLogin prohibit-password",
+        "Subsystem sftp internal-sftp",
+        *extra,
+        "LogLevel ERROR",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def build_passthrough_delegate(out_dir: Path) -> Path:
     """Compile tests/devices/passthrough_delegate.c: a real TFLite external delegate that
     claims every SOFTMAX node."""
@@ -139,28 +161,7 @@ def run_sshd(workdir: Path) -> Iterator[Sshd]:
     (d / "authorized_keys").write_text((d / "client_ed25519.pub").read_text())
     port = free_port()
     config = d / "sshd_config"
-    config.write_text(
-        "\n".join(
-            [
-                f"Port {port}",
-                "ListenAddress 127.0.0.1",
-                f"HostKey {host_key}",
-                f"PidFile {d / 'sshd.pid'}",
-                f"AuthorizedKeysFile {d / 'authorized_keys'}",
-                "StrictModes no",
-                "PubkeyAuthentication yes",
-                "PasswordAuthentication no",
-                "KbdInteractiveAuthentication no",
-                "UsePAM no",
-                "PermitRootLogin prohibit-password",
-                "Subsystem sftp internal-sftp",
-                "MaxSessions 50",
-                "MaxStartups 50:30:100",
-                "LogLevel ERROR",
-                "",
-            ]
-        )
-    )
+    config.write_text(sshd_config(d, port, ["MaxSessions 50", "MaxStartups 50:30:100"]))
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
     log = open(d / "sshd.log", "wb")  # noqa: SIM115 - stays open while sshd runs

@@ -21,13 +21,13 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bench_helpers import free_port
 
 from edgepack.bench.adb import AdbTransport
 from edgepack.bench.options import BenchOptions
@@ -46,12 +46,6 @@ ADBD_SCRIPT = (
 
 def _adbd_dir() -> Path:
     return Path(os.environ.get("EDGEPACK_ADBD_DIR", REPO / ".ci" / "work" / "adbd"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _adb(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -86,12 +80,12 @@ def adbd() -> Iterator[AdbPeers]:
     adbd_bin = (work / "adbd-path").read_text().strip()
     procs: list[subprocess.Popen[bytes]] = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ANDROID_ADB_SERVER_PORT", str(_free_port()))  # our own adb server
+        mp.setenv("ANDROID_ADB_SERVER_PORT", str(free_port()))  # our own adb server
         mp.delenv("ANDROID_SERIAL", raising=False)
         serials = []
         try:
             for _ in range(2):  # two devices: selection without --serial must refuse
-                port = _free_port()
+                port = free_port()
                 procs.append(
                     subprocess.Popen(
                         [

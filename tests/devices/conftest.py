@@ -1,4 +1,5 @@
-"""Fixtures of the device-side harness tests: a tiny model converted with litert-torch."""
+"""Fixtures of the device-side harness tests: a tiny converted model and a real external
+delegate. They are the bench tests' helpers (tests/bench/bench_helpers.py)."""
 
 from __future__ import annotations
 
@@ -6,48 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench.bench_helpers import build_passthrough_delegate, convert_tiny
+
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import litert_torch
-    import torch
-
-    torch.manual_seed(0)
-
-    class Tiny(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 8, 3)
-            self.fc = torch.nn.Linear(8, 4)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = torch.relu(self.conv(x)).mean(dim=(2, 3))
-            return torch.softmax(self.fc(y), -1)
-
-    path = tmp_path_factory.mktemp("harness-model") / "tiny.tflite"
-    litert_torch.convert(Tiny().eval(), (torch.randn(1, 3, 16, 16),)).export(str(path))
-    return path
-
-
-DELEGATE_SOURCE = Path(__file__).with_name("passthrough_delegate.c")
-
-
-def build_passthrough_delegate(out_dir: Path) -> Path:
-    """Compile tests/devices/passthrough_delegate.c (a real TFLite external delegate that
-    claims every SOFTMAX node) with the system C compiler."""
-    import shutil
-    import subprocess
-
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        pytest.fail("no C compiler: install gcc (scripts/install-system-deps.sh)", pytrace=False)
-    lib = out_dir / "libpassthrough_delegate.so"
-    subprocess.run(
-        [cc, "-O2", "-shared", "-fPIC", "-Wall", "-Werror", "-o", str(lib), str(DELEGATE_SOURCE)],
-        check=True,
-        capture_output=True,
-    )
-    return lib
+    return convert_tiny(tmp_path_factory.mktemp("harness-model") / "tiny.tflite")
 
 
 @pytest.fixture(scope="session")

@@ -26,11 +26,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench.bench_helpers import SSHD, free_port, keygen, sshd_config
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = REPO / "devices" / "edgepack_bench.py"
-SSHD = "/usr/sbin/sshd"
 MOUNT = "/mnt/board"
 # In a private mount namespace: a root-owned tmpfs on /mnt, the rootfs bind-mounted below it
 # (ChrootDirectory wants every path component root-owned and not group/world-writable).
@@ -44,12 +45,6 @@ SSHD_SCRIPT = (
 
 def _board_dir() -> Path:
     return Path(os.environ.get("EDGEPACK_ARM64_DIR", REPO / ".ci" / "work" / "arm64"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def tiny_add_model(factory: pytest.TempPathFactory) -> Path:
@@ -128,35 +123,11 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
         )
     d = tmp_path_factory.mktemp("board-sshd")
     for key in ("host_ed25519", "client_ed25519"):
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)],
-            check=True,
-            capture_output=True,
-        )
+        keygen(d / key)
     (d / "authorized_keys").write_text((d / "client_ed25519.pub").read_text())
-    port = _free_port()
+    port = free_port()
     config = d / "sshd_config"
-    config.write_text(
-        "\n".join(
-            [
-                f"Port {port}",
-                "ListenAddress 127.0.0.1",
-                f"HostKey {d / 'host_ed25519'}",
-                f"PidFile {d / 'sshd.pid'}",
-                f"AuthorizedKeysFile {d / 'authorized_keys'}",
-                "StrictModes no",
-                "PubkeyAuthentication yes",
-                "PasswordAuthentication no",
-                "KbdInteractiveAuthentication no",
-                "UsePAM no",
-                "PermitRootLogin prohibit-password",
-                "Subsystem sftp internal-sftp",
-                f"ChrootDirectory {MOUNT}",
-                "LogLevel ERROR",
-                "",
-            ]
-        )
-    )
+    config.write_text(sshd_config(d, port, [f"ChrootDirectory {MOUNT}"]))
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
     log = open(d / "sshd.log", "wb")  # noqa: SIM115 - stays open while sshd runs
     proc = subprocess.Popen(
