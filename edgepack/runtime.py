@@ -37,6 +37,18 @@ def make_interpreter(
     return interp
 
 
+def cast_inputs(info: Any, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Integer inputs to the integer dtype the model takes (litert-torch turns int64 token ids
+    into int32 inputs); float inputs are left alone. ``info``: edgepack.tflite.ModelInfo."""
+    from edgepack.tflite import NUMPY_DTYPE
+
+    out = []
+    for x, t in zip(xs, info.input_tensors, strict=True):
+        want = np.dtype(NUMPY_DTYPE.get(t.dtype, "float32"))
+        out.append(x.astype(want) if x.dtype.kind in "iub" and want.kind in "iub" else x)
+    return out
+
+
 def quantize_input(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     dtype = np.dtype(detail["dtype"])
     if dtype.kind == "f":

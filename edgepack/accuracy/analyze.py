@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from edgepack.accuracy.metrics import SNR_CAP_DB, Accumulator
-from edgepack.tflite import NUMPY_DTYPE, ModelInfo, Tensor, read_model_bytes
+from edgepack.tflite import ModelInfo, Tensor, read_model_bytes
 
 CONVERSION_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 FLOAT_TYPES = frozenset({"FLOAT32", "FLOAT16"})
@@ -235,15 +235,6 @@ def compare(
         LayerError(**{**asdict(r), "rank": k + 1, "shape": r.shape}) for k, r in enumerate(rows)
     )
     return Analysis(layers=ranked, samples=n, matched=len(rows), unmatched=tuple(unmatched))
-
-
-def numpy_inputs(info: ModelInfo, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Cast integer inputs to the model's integer input dtypes (int64 ids -> int32)."""
-    out = []
-    for x, t in zip(xs, info.input_tensors, strict=True):
-        want = np.dtype(NUMPY_DTYPE.get(t.dtype, "float32"))
-        out.append(x.astype(want) if x.dtype.kind in "iub" and want.kind in "iub" else x)
-    return out
 
 
 def analyze_package(

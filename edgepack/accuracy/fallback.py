@@ -38,8 +38,9 @@ from edgepack.accuracy.io_adapter import adapt_io
 from edgepack.accuracy.metrics import output_metrics
 from edgepack.data import Dataset
 from edgepack.errors import GateError, QuantizationError
+from edgepack.runtime import cast_inputs
 from edgepack.stages.base import StageContext, TFLiteArtifact, TorchModel
-from edgepack.tflite import NUMPY_DTYPE, ModelInfo, Operator, read_model_bytes
+from edgepack.tflite import ModelInfo, Operator, read_model_bytes
 
 NAME = "fallback"
 # Ops whose output reuses their input's quantization range: an outlier flows through them.
@@ -161,14 +162,6 @@ def _signature_inputs(model: bytes) -> list[str]:
     return [by_tensor[d["name"]] for d in interp.get_input_details()]
 
 
-def _cast(info: ModelInfo, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    out = []
-    for x, t in zip(xs, info.input_tensors, strict=True):
-        want = np.dtype(NUMPY_DTYPE.get(t.dtype, "float32"))
-        out.append(x.astype(want) if x.dtype.kind in "iub" and want.kind in "iub" else x)
-    return out
-
-
 class Searcher:
     """Calibrates once, then quantizes and evaluates candidate recipes."""
 
@@ -183,7 +176,7 @@ class Searcher:
         self.info = read_model_bytes(float_model)
         self.io_dtype = io_dtype
         self.precision = precision
-        self.qsvs = self._calibrate(_cast(self.info, calibration))
+        self.qsvs = self._calibrate(cast_inputs(self.info, calibration))
 
     def _calibrate(self, xs: list[np.ndarray]) -> dict[str, Any]:
         from ai_edge_quantizer import calibrator, recipe_manager
@@ -246,7 +239,7 @@ def _evaluate(
     from edgepack.runtime import Runner
 
     runner = Runner(model)
-    out = runner.run(list(_cast(read_model_bytes(model), inputs)))[0]
+    out = runner.run(list(cast_inputs(read_model_bytes(model), inputs)))[0]
     return output_metrics(ref, out, labels)
 
 
@@ -313,7 +306,7 @@ def search(
     ranking: list[dict[str, Any]] = []
     if not gate.passed(base_metrics):
         analysis = compare(
-            float_model, base, list(_cast(info, eval_inputs)), samples=ANALYSIS_SAMPLES
+            float_model, base, list(cast_inputs(info, eval_inputs)), samples=ANALYSIS_SAMPLES
         )
         by_name = {t.name: t.index for t in info.tensors}
         groups = tensor_groups(info)

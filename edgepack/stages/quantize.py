@@ -51,16 +51,10 @@ def to_boundary_layout(x: np.ndarray, io_layout: str) -> np.ndarray:
 
 
 def cast_to_model_inputs(model_bytes: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Integer inputs to the dtype the converted model takes (litert-torch turns int64 token
-    ids into int32 inputs); float inputs are left alone."""
-    from edgepack.tflite import NUMPY_DTYPE
+    """Integer inputs to the dtype the converted model takes; float inputs are left alone."""
+    from edgepack.runtime import cast_inputs
 
-    info = read_model_bytes(model_bytes)
-    out = []
-    for x, t in zip(inputs, info.input_tensors, strict=True):
-        want = np.dtype(NUMPY_DTYPE.get(t.dtype, "float32"))
-        out.append(x.astype(want) if x.dtype.kind in "iub" and want.kind in "iub" else x)
-    return out
+    return cast_inputs(read_model_bytes(model_bytes), inputs)
 
 
 def _calibrate_full_int8(

@@ -34,6 +34,13 @@ class ValidationReport:
     timing: dict[str, Any] = field(default_factory=dict)
     gates: list[dict[str, Any]] = field(default_factory=list)
 
+    def gate(self, name: str, limit: float, value: Any, passed: bool, op: str = "") -> None:
+        g: dict[str, Any] = {"gate": name, "limit": limit, "value": value}
+        if op:
+            g["op"] = op
+        g["passed"] = bool(passed)
+        self.gates.append(g)
+
     @property
     def failed(self) -> list[dict[str, Any]]:
         return [g for g in self.gates if not g["passed"]]
@@ -119,27 +126,17 @@ def run(
             rep.metrics["accuracy"] = acc
             if max_accuracy_drop is not None:
                 drop = acc["drop_points"]
-                rep.gates.append(
-                    {
-                        "gate": "max_accuracy_drop",
-                        "limit": max_accuracy_drop,
-                        "value": round(drop, 4),
-                        "passed": drop <= max_accuracy_drop + 1e-9,
-                    }
+                rep.gate(
+                    "max_accuracy_drop",
+                    max_accuracy_drop,
+                    round(drop, 4),
+                    drop <= max_accuracy_drop + 1e-9,
                 )
         elif len(data) >= 3 and out[0].reshape(len(data), -1).shape[1] > 1:
             rep.metrics["fidelity"]["nn_agreement"] = nn_agreement(ref[0], out[0])
         if min_fidelity is not None:
             cos = rep.metrics["fidelity"]["cosine"]
-            rep.gates.append(
-                {
-                    "gate": "min_fidelity",
-                    "limit": min_fidelity,
-                    "value": cos,
-                    "op": ">=",
-                    "passed": cos >= min_fidelity - 1e-12,
-                }
-            )
+            rep.gate("min_fidelity", min_fidelity, cos, cos >= min_fidelity - 1e-12, op=">=")
         info = read_model(built.path)
         rep.metrics["size_bytes"] = info.size_bytes
         act = sum(
@@ -150,24 +147,10 @@ def run(
         rep.metrics["est_ram_mb_upper"] = round((info.size_bytes + act) / 2**20, 3)
         if budgets is not None and budgets.max_model_kb is not None:
             kb = info.size_bytes / 1024
-            rep.gates.append(
-                {
-                    "gate": "max_model_kb",
-                    "limit": budgets.max_model_kb,
-                    "value": round(kb, 2),
-                    "passed": kb <= budgets.max_model_kb,
-                }
-            )
+            rep.gate("max_model_kb", budgets.max_model_kb, round(kb, 2), kb <= budgets.max_model_kb)
         if budgets is not None and budgets.max_ram_mb is not None:
             est = rep.metrics["est_ram_mb_upper"]
-            rep.gates.append(
-                {
-                    "gate": "max_ram_mb",
-                    "limit": budgets.max_ram_mb,
-                    "value": est,
-                    "passed": est <= budgets.max_ram_mb,
-                }
-            )
+            rep.gate("max_ram_mb", budgets.max_ram_mb, est, est <= budgets.max_ram_mb)
         if latency_runs > 0:
             rep.timing["host_latency"] = {
                 "float32": float_runner.latency_ms(runs=latency_runs),
