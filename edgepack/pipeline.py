@@ -209,12 +209,8 @@ class BuildResult:
 
 def _load_data(plan: BuildPlan, model: TorchModel) -> tuple[Dataset | None, Dataset | None]:
     calib = None
-    if plan.calibration is not None and plan.mode == QuantMode.FULL_INT8:
-        calib = load_dataset(
-            plan.calibration, model.inputs, purpose="calibration", samples=plan.n_calibration
-        )
-    elif plan.calibration is not None:
-        # Checked anyway so a wrong file is reported, and used for parity when no eval data.
+    if plan.calibration is not None:
+        # Loaded in every mode: a wrong file is reported, and it serves parity without eval data.
         calib = load_dataset(
             plan.calibration, model.inputs, purpose="calibration", samples=plan.n_calibration
         )

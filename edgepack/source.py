@@ -216,14 +216,7 @@ def _specs_from_shapes(module: Any, input_shapes: Sequence[str]) -> tuple[InputS
 def _example_tensors(specs: Sequence[InputSpec]) -> tuple[Any, ...]:
     import torch
 
-    out = []
-    for s in specs:
-        dt = getattr(torch, s.dtype)
-        if s.dtype.startswith("float"):
-            out.append(torch.zeros(s.shape, dtype=dt))
-        else:
-            out.append(torch.zeros(s.shape, dtype=dt))
-    return tuple(out)
+    return tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in specs)
 
 
 def load_source(

@@ -66,3 +66,10 @@ def test_package_folder_honours_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (dest.stat().st_mode & 0o777) == 0o755
+
+
+def test_destination_that_is_a_file(tmp_path: Path) -> None:
+    f = tmp_path / "pkg"
+    f.write_text("not a folder")
+    with pytest.raises(PackageError, match="exists and is not a folder"):
+        check_destination(f, force=True)
