@@ -112,7 +112,7 @@ def main() -> None:
         digits / "calib.npz",
         digits / "eval.npz",
     )
-    files = sensitive_models.write_digits_files(Path(tempfile.mkdtemp(prefix="bench-s-")), 300.0)
+    files = sensitive_models.write_digits_files(Path(tempfile.mkdtemp(prefix="bench-s-")))
     table(
         "int8-sensitive CNN (8x8 digits, conv1 channel 0 x300; 450 eval images)",
         f"{ROOT / 'tests' / 'accuracy' / 'sensitive_models.py'}:build_digits",
@@ -121,7 +121,7 @@ def main() -> None:
         files["calib"],
         files["eval"],
     )
-    enc = sensitive_models.write_encoder_files(Path(tempfile.mkdtemp(prefix="bench-e-")), 1000.0)
+    enc = sensitive_models.write_encoder_files(Path(tempfile.mkdtemp(prefix="bench-e-")))
     table(
         "transformer block (int64 ids 1x16, massive activation on token 0; 300 eval sequences; "
         "fallback gate: cosine >= 0.99)",

@@ -1,4 +1,4 @@
-"""Fixtures of the accuracy tests: tiny models made sensitive to int8, trained once per session."""
+"""Fixtures of the accuracy tests: tiny models made sensitive to int8 (checked-in weights)."""
 
 from __future__ import annotations
 
@@ -11,26 +11,30 @@ HERE = Path(__file__).resolve().parent
 MODELS = HERE / "sensitive_models.py"
 sys.path.insert(0, str(HERE))
 
-DIGITS_GAIN = 300.0  # conv1 channel 0 x300, conv2 reads it /300: same float function
-ENCODER_SINK = 1000.0  # token 0 carries two residual channels of size 1000
-
 
 @pytest.fixture(scope="session")
 def digits_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import sensitive_models
-    import torch
 
-    torch.set_num_threads(1)
-    return sensitive_models.write_digits_files(tmp_path_factory.mktemp("digits"), DIGITS_GAIN)
+    return sensitive_models.write_digits_files(tmp_path_factory.mktemp("digits"))
 
 
 @pytest.fixture(scope="session")
 def encoder_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import sensitive_models
-    import torch
 
-    torch.set_num_threads(1)
-    return sensitive_models.write_encoder_files(tmp_path_factory.mktemp("encoder"), ENCODER_SINK)
+    return sensitive_models.write_encoder_files(tmp_path_factory.mktemp("encoder"))
+
+
+@pytest.fixture(scope="session")
+def plain_package(digits_files, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits CNN built full-int8 without a gate: the core route's numbers, measured in
+    this run, that the gated and fallback builds are checked against."""
+    from edgepack.cli import main
+
+    out = tmp_path_factory.mktemp("plain") / "pkg"
+    assert main(digits_args(digits_files, out)) == 0
+    return out
 
 
 def digits_args(files: dict[str, Path], out: Path, *extra: str) -> list[str]:

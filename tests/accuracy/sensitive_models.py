@@ -1,5 +1,10 @@
 """Tiny models made sensitive to int8 on purpose, trained in seconds with fixed seeds.
 
+The tests do not train them: training results depend on the CPU's vector ISA and thread count,
+so the trained weights are checked in (tests/accuracy/fixtures/*.pt, state_dicts loaded with
+``weights_only=True``) and every machine tests the same models. This file regenerates them:
+``python tests/accuracy/sensitive_models.py``.
+
 Both use a function-preserving rescaling to plant the activation outliers that long training
 produces in real networks (a few channels 100x larger than the rest): the float model computes
 the same function, but one per-tensor int8 scale now has to cover the outlier, and every other
@@ -26,6 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 VOCAB, SEQ, DIM, CLASSES, HEADS = 32, 16, 32, 4, 2
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+DIGITS_WEIGHTS = FIXTURES / "digits_gain300.pt"
+ENCODER_WEIGHTS = FIXTURES / "encoder_sink1000.pt"
+DIGITS_GAIN = 300.0  # conv1 channel 0 x300, conv2 reads it /300: same float function
+ENCODER_SINK = 1000.0  # token 0 carries two residual channels of size 1000
 
 
 class DigitsNet(nn.Module):
@@ -146,10 +156,15 @@ def train_encoder(sink: float = 0.0) -> TinyEncoder:
     return m
 
 
-def write_digits_files(folder: Path, gain: float) -> dict[str, Path]:
-    """weights.pt, calib.npz, eval.npz and model.py (factory) for `edgepack build`."""
+def _load(model: nn.Module, path: Path) -> nn.Module:
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def write_digits_files(folder: Path) -> dict[str, Path]:
+    """weights.pt, calib.npz, eval.npz for `edgepack build` (model.py is this file)."""
     folder.mkdir(parents=True, exist_ok=True)
-    m = train_digits(gain)
+    m = _load(DigitsNet(), DIGITS_WEIGHTS)
     torch.save(m.state_dict(), folder / "weights.pt")
     xtr, _, xev, yev = digits_data()
     np.savez(folder / "calib.npz", x=xtr[:200])
@@ -161,9 +176,9 @@ def write_digits_files(folder: Path, gain: float) -> dict[str, Path]:
     }
 
 
-def write_encoder_files(folder: Path, sink: float) -> dict[str, Path]:
+def write_encoder_files(folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    m = train_encoder(sink)
+    m = _load(TinyEncoder(), ENCODER_WEIGHTS)
     torch.save(m.state_dict(), folder / "weights.pt")
     xtr, _ = token_data(200, 0)
     xev, yev = token_data(300, 1)
@@ -184,3 +199,15 @@ def build_digits() -> nn.Module:
 
 def build_encoder() -> nn.Module:
     return TinyEncoder()
+
+
+def regenerate() -> None:
+    """Train both models (fixed seeds, one thread) and write the checked-in weights."""
+    torch.set_num_threads(1)
+    FIXTURES.mkdir(exist_ok=True)
+    torch.save(train_digits(DIGITS_GAIN).state_dict(), DIGITS_WEIGHTS)
+    torch.save(train_encoder(ENCODER_SINK).state_dict(), ENCODER_WEIGHTS)
+
+
+if __name__ == "__main__":
+    regenerate()

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
-from conftest import digits_args
 
 from edgepack.accuracy.analyze import short_name
 from edgepack.cli import main
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def plain_package(digits_files, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("analyze") / "pkg"
-    assert main(digits_args(digits_files, out)) == 0  # full-int8, no gate
-    return out
 
 
 def test_analyze_points_at_the_outlier_layer(plain_package, digits_files, capsys) -> None:

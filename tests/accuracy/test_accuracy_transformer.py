@@ -4,8 +4,8 @@ activation on token 0 (the attention-sink pattern of pretrained transformers), i
 What is true here (measured, asserted):
 - the core full-int8 route (TFLite calibrator) refuses the model: EMBEDDING_LOOKUP;
 - dynamic-range (int8 weights, float activations) keeps it: cosine > 0.99, no accuracy loss;
-- ai-edge-quantizer's all-int8 recipe (the embedding stays float) collapses: cosine ~0.32 and
-  top-1 drops ~47 points; the fidelity gate catches it;
+- ai-edge-quantizer's all-int8 recipe (the embedding stays float) collapses (cosine ~0.32,
+  top-1 drops ~47 points on one machine; asserted as bounds); the fidelity gate catches it;
 - --auto-fallback repairs it by keeping 5 of 72 ops (the residual ADD and LayerNorm statistics
   that carry the outlier) in float.
 """
@@ -42,8 +42,9 @@ def test_dynamic_range_passes_the_fidelity_gate(encoder_files, tmp_path, capsys)
     fid = m["metrics"]["fidelity"]
     assert fid["cosine"] > 0.999
     # Unlabelled data: nearest-neighbour agreement is reported. On 4-class logits, samples of
-    # a class are near-ties, so a 1e-3 perturbation already swaps some neighbours: ~0.83.
-    assert fid["nn_agreement"] == pytest.approx(0.83, abs=0.05)
+    # a class are near-ties, so a 1e-3 perturbation already swaps some neighbours (~0.83 on
+    # one machine): which ones depends on the kernels' rounding, so only its range is checked.
+    assert 0.5 < fid["nn_agreement"] <= 1.0
     assert "accuracy" not in m["metrics"]
     gate = m["metrics"]["gates"][0]
     assert gate["gate"] == "min_fidelity" and gate["passed"] and gate["op"] == ">="
