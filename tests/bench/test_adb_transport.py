@@ -44,6 +44,19 @@ ADBD_SCRIPT = (
 )
 
 
+def _sysfs_cpus() -> list[int]:
+    """CPU ids under /sys/devices/system/cpu (the adbd stand-in mounts the host's sysfs)."""
+    return sorted(int(p.name[3:]) for p in Path("/sys/devices/system/cpu").glob("cpu[0-9]*"))
+
+
+def elf_header(path: Path, machine: int) -> Path:
+    """The first 20 bytes of an ELF64 little-endian executable with e_machine ``machine``."""
+    head = b"\x7fELF\x02\x01\x01" + b"\x00" * 9 + b"\x02\x00" + machine.to_bytes(2, "little")
+    path.write_bytes(head + b"\x00" * 44)
+    path.chmod(0o755)
+    return path
+
+
 def _adbd_dir() -> Path:
     return Path(os.environ.get("EDGEPACK_ADBD_DIR", REPO / ".ci" / "work" / "adbd"))
 
@@ -182,7 +195,8 @@ def test_run_end_to_end(adbd: AdbPeers, tmp_path: Path, model: Path) -> None:
     assert doc["device"]["abi"] == "arm64-v8a"
     assert doc["device"]["os"] == "Android 14 (SDK 34)"
     assert doc["device"]["cpu_model"] == "qemu-aarch64"
-    assert doc["device"]["cores"] == os.cpu_count()
+    # The stand-in's sysfs is this machine's: the same CPU directories the device script counts.
+    assert doc["device"]["cores"] == len(_sysfs_cpus())
 
     # What the device actually ran: flags, pinning, the model bytes, the temp dir.
     ran = adbd.cat(log)
@@ -303,18 +317,18 @@ def test_several_devices_and_no_serial_is_an_error(adbd: AdbPeers) -> None:
 def test_binary_for_another_abi_is_refused_before_any_push(
     adbd: AdbPeers, tmp_path: Path, model: Path
 ) -> None:
-    host_binary = shutil.which("true")
-    assert host_binary is not None
-    t = AdbTransport(serial=adbd.serial, benchmark_binary=Path(host_binary))
+    # A benchmark_model built for x86-64 (EM_X86_64 = 62), whatever this host runs.
+    binary = elf_header(tmp_path / "benchmark_model", 62)
+    t = AdbTransport(serial=adbd.serial, benchmark_binary=binary)
     before = t.shell("ls /data/local/tmp")[1]
     with pytest.raises(DeviceError) as err:
         t.run(model, BenchOptions())
-    assert err.value.message == (f"true is built for x86_64, device {adbd.serial} runs arm64-v8a")
+    assert err.value.message == (
+        f"benchmark_model is built for x86_64, device {adbd.serial} runs arm64-v8a"
+    )
     assert t.shell("ls /data/local/tmp")[1] == before
     # And a device of another ABI than the target's is refused too.
-    other = AdbTransport(
-        serial=adbd.serial, benchmark_binary=Path(host_binary), expected_abi="armeabi-v7a"
-    )
+    other = AdbTransport(serial=adbd.serial, benchmark_binary=binary, expected_abi="armeabi-v7a")
     with pytest.raises(DeviceError, match="the target expects armeabi-v7a"):
         other.run(model, BenchOptions())
 
@@ -342,12 +356,14 @@ def test_failed_benchmark_reports_the_tool_errors_and_cleans_up(
 # `edgepack bench ... --serial` goes through bench-ssh's command and plan to AdbTransport.
 
 
-def _standin_profile(tmp_path: Path) -> Path:
-    """android-arm64 with big_cores = [0]: the stand-in machine has 2 CPUs, a phone 8."""
+def _standin_profile(tmp_path: Path, big_cores: list[int] | None = None) -> Path:
+    """android-arm64 pinned to ``big_cores`` (default [0]: the stand-in machine has this
+    host's CPUs, however many, a phone 8)."""
+    cores = big_cores if big_cores is not None else [0]
     text = (REPO / "targets" / "android-arm64.toml").read_text(encoding="utf-8")
     text = text.replace('name = "android-arm64"', 'name = "android-standin"')
-    text = text.replace("big_cores = [4, 5, 6, 7]", "big_cores = [0]")
-    assert "big_cores = [0]" in text and "android-standin" in text
+    text = text.replace("big_cores = [4, 5, 6, 7]", f"big_cores = {cores}")
+    assert f"big_cores = {cores}" in text and "android-standin" in text
     path = tmp_path / "android-standin.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -406,15 +422,16 @@ def test_cli_bench_over_adb_errors(
 ) -> None:
     from edgepack.cli import main
 
-    # The real android-arm64 profile pins to CPUs 4-7, which the stand-in does not have:
-    # taskset refuses, benchmark_model never starts, and the CLI says so (exit 4).
+    # A profile pinned to a CPU the stand-in cannot have (one past the highest CPU id of this
+    # machine): taskset refuses, benchmark_model never starts, and the CLI says so (exit 4).
     binary = standin(tmp_path, "android-info-xnnpack-percentiles.txt", "/dev/null")
+    missing_cpu = _sysfs_cpus()[-1] + 1
     code = main(
         [
             "bench",
             str(model),
             "--target",
-            "android-arm64",
+            str(_standin_profile(tmp_path, [missing_cpu])),
             "--serial",
             adbd.serial,
             "--benchmark-binary",

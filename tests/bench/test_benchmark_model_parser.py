@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import shutil
 from pathlib import Path
 
@@ -242,19 +243,43 @@ def test_flags_per_delegate_and_core_mask() -> None:
     assert core_mask((0, 2, 9)) == "205"
 
 
-def test_elf_abi_reads_the_machine_field(tmp_path: Path) -> None:
+# platform.machine() -> the ABI name elf_abi gives that machine's executables.
+HOST_ABI = {"x86_64": "x86_64", "AMD64": "x86_64", "aarch64": "arm64-v8a", "arm64": "arm64-v8a"}
+
+
+@pytest.mark.parametrize(
+    ("machine", "abi"),
+    [(183, "arm64-v8a"), (40, "armeabi-v7a"), (62, "x86_64"), (3, "x86"), (243, "elf-machine-243")],
+)
+def test_elf_abi_reads_the_machine_field(tmp_path: Path, machine: int, abi: str) -> None:
+    # A minimal ELF64 little-endian header with e_machine = machine (EM_AARCH64 = 183, ...).
+    binary = tmp_path / "benchmark_model"
+    binary.write_bytes(
+        b"\x7fELF\x02\x01\x01" + b"\x00" * 9 + b"\x02\x00" + machine.to_bytes(2, "little")
+    )
+    assert elf_abi(binary) == abi
+    big_endian = tmp_path / "be"
+    big_endian.write_bytes(
+        b"\x7fELF\x01\x02\x01" + b"\x00" * 9 + b"\x00\x02" + machine.to_bytes(2, "big")
+    )
+    assert elf_abi(big_endian) == abi
+
+
+def test_elf_abi_of_a_real_executable_and_of_non_elf_files(tmp_path: Path) -> None:
     host_true = shutil.which("true")
     assert host_true is not None
-    assert elf_abi(Path(host_true)) == "x86_64"
-    arm = tmp_path / "arm64"
-    # A minimal ELF64 little-endian header with e_machine = 183 (EM_AARCH64).
-    arm.write_bytes(
-        b"\x7fELF\x02\x01\x01" + b"\x00" * 9 + b"\x02\x00" + (183).to_bytes(2, "little")
-    )
-    assert elf_abi(arm) == "arm64-v8a"
+    # This host's own executables carry this host's machine, whatever the ISA.
+    expected = HOST_ABI.get(platform.machine())
+    if expected is not None:
+        assert elf_abi(Path(host_true)) == expected
+    else:  # another ISA: still an ELF file with some machine field
+        assert elf_abi(Path(host_true)) is not None
     script = tmp_path / "s.sh"
     script.write_text("#!/bin/sh\n")
     assert elf_abi(script) is None
+    short = tmp_path / "short"
+    short.write_bytes(b"\x7fELF\x02")
+    assert elf_abi(short) is None
 
 
 def test_parse_devices_states() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -324,9 +325,13 @@ def _leaky_model(tmp_path: Path) -> Path:
     return f
 
 
-def test_coral_build_gates_cpu_fallback(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_coral_build_gates_cpu_fallback(cli, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """LEAKY_RELU is not an Edge TPU op: coral targets require full delegation, so the build
     fails (exit 3, no package) unless --allow-cpu-fallback, which records the split."""
+    # The uncompiled case, also on a machine where Coral's edgetpu_compiler is installed.
+    path = os.environ["PATH"].split(os.pathsep)
+    keep = [d for d in path if not (Path(d) / "edgetpu_compiler").exists()]
+    monkeypatch.setenv("PATH", os.pathsep.join(keep))
     f = _leaky_model(tmp_path)
     base = [
         "build",

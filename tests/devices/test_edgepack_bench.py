@@ -125,7 +125,8 @@ def test_missing_numpy_says_what_to_pip_install(tiny_model: Path) -> None:
     code, doc, err = run(f"--graph={tiny_model}", python=[sys.executable, "-S"])
     assert code == 3
     assert doc["errors"][0].startswith("numpy is not installed for ")
-    assert doc["hint"] == "pip install ai-edge-litert"  # x86_64, Python >= 3.10
+    # ai-edge-litert runs these tests, so it has wheels for this machine and this Python.
+    assert doc["hint"] == "pip install ai-edge-litert"
     assert "edgepack_bench: hint: pip install ai-edge-litert" in err
     assert doc["device"]["numpy"] is None and doc["stats"]["count"] == 0
 
