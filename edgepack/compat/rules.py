@@ -1,8 +1,11 @@
 """Rule tables: which ops an accelerator takes, as data (edgepack/compat/rules/*.toml).
 
 Each table is a TOML file next to this module, versioned (``version`` of the table and
-``applies_to``: the compiler / runtime it describes) and citing its sources in comments. This
-module only loads and validates them; edgepack/compat/engine.py applies them to a model.
+``applies_to``: the compiler / runtime it describes) and sourced: the table's ``source`` is the
+document it follows, and every op section carries its own ``source``, the citation (document
+section, quoted limitation, or measurement) the op's entry rests on. A table with an unsourced
+op does not load. This module only loads and validates them; edgepack/compat/engine.py applies
+them to a model.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ TABLE_KEYS = frozenset(
 class OpRule:
     op: str
     constraints: dict[str, Any] = field(default_factory=dict, compare=False)
+    source: str = ""  # where the entry comes from (required in the tables)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.constraints.get(key, default)
@@ -146,12 +150,19 @@ def parse_table(text: str, name: str) -> RuleTable:
     if missing:
         raise _bad(name, f"missing [table] key(s) {sorted(missing)}")
     ops: dict[str, OpRule] = {}
+    unsourced: list[str] = []
     for op, body in (raw.get("ops") or {}).items():
-        body = body or {}
+        body = dict(body or {})
+        source = body.pop("source", None)
         unknown = set(body) - OP_KEYS
         if unknown:
             raise _bad(name, f"op {op} has unknown key(s) {sorted(unknown)}")
-        ops[op] = OpRule(op=op, constraints=dict(body))
+        if not isinstance(source, str) or not source.strip():
+            unsourced.append(op)
+            continue
+        ops[op] = OpRule(op=op, constraints=body, source=source.strip())
+    if unsourced:
+        raise _bad(name, f"op(s) without a 'source' citation: {', '.join(unsourced)}")
     try:
         partitioning = Partitioning(meta["partitioning"])
     except ValueError as exc:

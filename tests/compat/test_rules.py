@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from edgepack.compat import available_rules, load_table
 from edgepack.compat.rules import RULES_DIR, Partitioning, parse_table
 from edgepack.errors import CompatibilityError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
 
 
 def builtin_ops() -> set[str]:
@@ -25,9 +32,18 @@ def test_table_is_versioned_sourced_and_names_real_ops(name):
     assert t.name == name and t.version and t.applies_to and t.source.startswith("https://")
     unknown = set(t.ops) - builtin_ops()
     assert not unknown, f"{name}: not TFLite builtin ops: {sorted(unknown)}"
-    text = (RULES_DIR / f"{name}.toml").read_text()
-    # every rule cites where it comes from: the file is mostly comments
-    assert text.count("#") >= len(t.ops) // 2
+    # Every rule cites where it comes from: the parsed table, op by op.
+    assert t.ops, f"{name}: no op rules"
+    for op, rule in t.ops.items():
+        assert rule.source and rule.source == rule.source.strip(), f"{name}: {op} has no source"
+        assert len(rule.source) >= 8, f"{name}: {op} cites {rule.source!r}"
+        assert "source" not in rule.constraints  # a citation, not a constraint
+    # Straight from the file: one `source` line per [ops.*] section, none empty.
+    raw = tomllib.loads((RULES_DIR / f"{name}.toml").read_text(encoding="utf-8"))
+    assert sorted(raw["ops"]) == sorted(t.ops)
+    assert all(
+        isinstance(b.get("source"), str) and b["source"].strip() for b in raw["ops"].values()
+    )
 
 
 def test_table_facts():
@@ -66,6 +82,12 @@ def test_unknown_table():
         (
             '[table]\nname="x"\nversion="1"\nsource="z"\npartitioning="multi"\n',
             "rule table 'bad' is invalid: missing [table] key(s) ['applies_to']",
+        ),
+        (
+            '[table]\nname="x"\nversion="1"\napplies_to="y"\nsource="z"\n'
+            'partitioning="multi"\n[ops.ADD]\nsource="README: ADD"\n[ops.MUL]\n'
+            '[ops.SUB]\nsource="  "\n',
+            "rule table 'bad' is invalid: op(s) without a 'source' citation: MUL, SUB",
         ),
     ],
 )
