@@ -77,68 +77,111 @@ def test_compiler_absent_returns_none_with_a_note(tmp_path, monkeypatch):
 
 
 STAND_IN = """#!{python}
-# Stand-in for edgetpu_compiler (see the test docstring): prints a recorded real log.
+# Stand-in for edgetpu_compiler (see the tests below): replays ONE recorded real compilation.
 import pathlib, shutil, sys
 args = sys.argv[1:]
 out = pathlib.Path(args[args.index("--out_dir") + 1])
 model = pathlib.Path(args[-1])
 shutil.copy(model, out / (model.stem + "_edgetpu.tflite"))
-shutil.copy({oplog!r}, out / (model.stem + "_edgetpu.log"))
-sys.stdout.write(open({stdout!r}).read())
+oplog, stdout = {oplog!r}, {stdout!r}
+if oplog:
+    shutil.copy(oplog, out / (model.stem + "_edgetpu.log"))
+if stdout:
+    sys.stdout.write(open(stdout).read())
 pathlib.Path({argv_file!r}).write_text("\\n".join(args))
 """
 
 
-def install_stand_in(bin_dir: Path, record: Path) -> None:
+def install_stand_in(
+    bin_dir: Path, record: Path, oplog: Path | None = None, stdout: Path | None = None
+) -> None:
     bin_dir.mkdir()
     script = bin_dir / "edgetpu_compiler"
     script.write_text(
         STAND_IN.format(
             python=sys.executable,
-            oplog=str(FIXTURES / "nrf20_mnist7.log"),
-            stdout=str(FIXTURES / "coral_issue433_stdout.log"),
+            oplog=str(oplog) if oplog else None,
+            stdout=str(stdout) if stdout else None,
             argv_file=str(record),
         )
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
 
 
-def test_compiler_present_path_with_a_stand_in(tmp_path, monkeypatch):
+def compile_with_stand_in(tmp_path, monkeypatch, model_name: str, **recording: Path):
     """edgetpu_compiler is a closed x86-64 binary that cannot exist on this machine, so a
-    STAND-IN script named edgetpu_compiler is put on PATH. It prints a recorded real compiler
-    stdout (google-coral/edgetpu#433), writes a recorded real operation log (nrf20 mnist7) and
-    copies the model to <stem>_edgetpu.tflite. This tests our side only: argv, output folder,
-    parsing, the returned artifact and what goes into the manifest."""
+    STAND-IN script named edgetpu_compiler is put on PATH. It replays one real recorded
+    compilation (tests/compat/fixtures/edgetpu_compiler/README.md) of a model named like
+    ours and copies the model to <stem>_edgetpu.tflite. This tests our side only: argv,
+    output folder, parsing, the returned artifact and what goes into the manifest."""
     record = tmp_path / "argv.txt"
-    install_stand_in(tmp_path / "bin", record)
+    install_stand_in(tmp_path / "bin", record, **recording)
     monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
-    model = tmp_path / "model.tflite"
+    model = tmp_path / model_name
     model.write_bytes(b"\0\0\0\0TFL3 stand-in model bytes")
     ctx = StageContext(workdir=tmp_path / "work")
     assert edgetpu.require_compiler(required=True) == str(tmp_path / "bin" / "edgetpu_compiler")
-
     result = edgetpu.run(artifact(model), ctx, timeout_s=60)
-
     stage_dir = tmp_path / "work" / "edgetpu_compile"
     assert record.read_text().splitlines() == [
         "--out_dir", str(stage_dir), "--show_operations", "--timeout_sec", "60", str(model),
     ]  # fmt: skip
     assert result.artifact is not None
-    assert result.artifact.path == stage_dir / "model_edgetpu.tflite"
+    assert result.artifact.path == stage_dir / f"{model.stem}_edgetpu.tflite"
     assert result.artifact.path.read_bytes() == model.read_bytes()
-    assert result.log["compiler_version"] == "16.0.384591198"
-    assert result.log["on_chip_memory_used_bytes"] == 81920
-    assert result.log["off_chip_memory_used_bytes"] == 0
-    assert (result.log["ops_on_edgetpu"], result.log["ops_on_cpu"]) == (1, 190)
-    assert result.log["mapped"]["CONV_2D"] == 2  # the table came from the operation log file
-    assert result.log["not_mapped"] == {}
     (rec,) = ctx.records
     assert rec.name == "edgetpu_compile"
-    assert rec.params["compiler"] == "16.0.384591198"
-    assert sorted(rec.outputs) == ["model_edgetpu.log", "model_edgetpu.tflite"]
     assert "compile_ms" not in rec.metrics  # timing is not deterministic
+    assert result.to_dict()["file"] == f"{model.stem}_edgetpu.tflite"
+    return result, rec
+
+
+def test_stand_in_replays_the_compiler_summary(tmp_path, monkeypatch):
+    """google-coral/edgetpu#433: the compiler's stdout summary of a MobileNet (1 of 191 ops on
+    the Edge TPU). Its operation log was not published, so none is written."""
+    result, rec = compile_with_stand_in(
+        tmp_path,
+        monkeypatch,
+        "inference_proxy_mobilenet_quantized_v2.tflite",
+        stdout=FIXTURES / "coral_issue433_stdout.log",
+    )
+    log = result.log
+    assert log["compiler_version"] == "16.0.384591198"
+    assert log["success"] is True
+    assert log["input_model"] == "inference_proxy_mobilenet_quantized_v2.tflite"
+    assert log["output_model"] == "inference_proxy_mobilenet_quantized_v2_edgetpu.tflite"
+    assert log["on_chip_memory_used_bytes"] == 81920
+    assert log["off_chip_memory_used_bytes"] == 0
+    assert (log["edgetpu_subgraphs"], log["total_operations"]) == (1, 191)
+    assert (log["ops_on_edgetpu"], log["ops_on_cpu"]) == (1, 190)
+    assert "mapped" not in log and "operations" not in log  # no op table in this recording
+    assert rec.params["compiler"] == "16.0.384591198"
+    assert list(rec.outputs) == ["inference_proxy_mobilenet_quantized_v2_edgetpu.tflite"]
     assert rec.metrics["operation_log"] == "inference_proxy_mobilenet_quantized_v2_edgetpu.log"
-    assert result.to_dict()["file"] == "model_edgetpu.tflite"
+
+
+def test_stand_in_replays_the_operation_log(tmp_path, monkeypatch):
+    """nrf20 mnist7 (integer I/O): the compiler's operation log, every op mapped. The stand-in
+    prints nothing and writes the log file, so the table comes from the file."""
+    result, rec = compile_with_stand_in(
+        tmp_path, monkeypatch, "mnist7.tflite", oplog=FIXTURES / "nrf20_mnist7.log"
+    )
+    log = result.log
+    assert log["compiler_version"] == "15.0.340273435"
+    assert (log["input_model"], log["output_model"]) == ("mnist7.tflite", "mnist7_edgetpu.tflite")
+    assert log["mapped"] == {
+        "CONV_2D": 2,
+        "FULLY_CONNECTED": 2,
+        "MAX_POOL_2D": 2,
+        "RESHAPE": 1,
+        "SOFTMAX": 1,
+    }
+    assert log["not_mapped"] == {}
+    assert log["ops_mapped_in_table"] == log["ops_in_table"] == 8
+    # Nothing the recording does not hold: no summary counts, no memory figures.
+    assert not {"ops_on_edgetpu", "ops_on_cpu", "on_chip_memory_used_bytes"} & set(log)
+    assert rec.params["compiler"] == "15.0.340273435"
+    assert sorted(rec.outputs) == ["mnist7_edgetpu.log", "mnist7_edgetpu.tflite"]
 
 
 def test_compiler_failure_is_an_error(tmp_path, monkeypatch):
