@@ -175,16 +175,16 @@ def test_config_paths_are_relative_to_the_file(project: Path, tmp_path: Path) ->
     assert plan["targets"][0]["output"] == "repo/dist/digits-rpi4"
 
 
-def test_compression_settings_need_the_compression_stages(project: Path) -> None:
+def test_compression_section_is_parsed_and_resolved(project: Path) -> None:
     cfg = CONFIG.replace("[gates]", '[compression]\nprune = "channels:0.5"\n\n[gates]')
     cfg_obj = parse_config(cfg, "edgepack.toml")
     assert cfg_obj.compression.prune == "channels:0.5"
-    from edgepack.pipeline import BuildPlan
-
-    if "prune" in BuildPlan.__dataclass_fields__:  # pragma: no cover - after the merge
-        return
-    with pytest.raises(UsageError, match=r"\[compression\] is set but this edgepack's build"):
-        resolve(cfg_obj, project / "edgepack.toml", Overrides())
+    plan = resolve(cfg_obj, project / "edgepack.toml", Overrides())
+    prunes = {job.id: job.plan.prune for job in plan.targets}
+    assert list(prunes) == ["rpi4", "host", "tiny"]
+    for spec in prunes.values():
+        assert (spec.method.value, spec.sparsity) == ("channels", 0.5)
+    assert all(job.plan.distill is None for job in plan.targets)
     bad = CONFIG.replace("[gates]", '[compression]\nprune = "half"\n\n[gates]')
     with pytest.raises(UsageError, match=r"'compression.prune': String should match pattern"):
         parse_config(bad, "edgepack.toml")
