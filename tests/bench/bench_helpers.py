@@ -145,9 +145,10 @@ class SshdError(RuntimeError):
 
 
 @contextlib.contextmanager
-def run_sshd(workdir: Path) -> Iterator[Sshd]:
+def run_sshd(workdir: Path, extra: tuple[str, ...] = ()) -> Iterator[Sshd]:
     """A real ``sshd -D`` on 127.0.0.1 (free port) with its own host key, sshd_config,
-    authorized_keys (a generated client key), StrictModes no, and a client known_hosts."""
+    authorized_keys (a generated client key), StrictModes no, and a client known_hosts.
+    ``extra``: more sshd_config lines (e.g. ``SetEnv`` for the sessions: the device's setup)."""
     if not os.access(SSHD, os.X_OK) or shutil.which("ssh-keygen") is None:
         raise SshdError(
             f"{SSHD} (openssh-server) is missing: the SSH tests need a real sshd. "
@@ -161,7 +162,7 @@ def run_sshd(workdir: Path) -> Iterator[Sshd]:
     (d / "authorized_keys").write_text((d / "client_ed25519.pub").read_text())
     port = free_port()
     config = d / "sshd_config"
-    config.write_text(sshd_config(d, port, ["MaxSessions 50", "MaxStartups 50:30:100"]))
+    config.write_text(sshd_config(d, port, ["MaxSessions 50", "MaxStartups 50:30:100", *extra]))
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
     log = open(d / "sshd.log", "wb")  # noqa: SIM115 - stays open while sshd runs

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
-from bench_helpers import free_port, make_package
+from bench_helpers import free_port, make_package, run_sshd
 
 from edgepack.cli import main
 from edgepack.manifest import manifest_sha256, sha256_file
@@ -220,9 +221,11 @@ def test_bad_baseline_file(host_pkg, tmp_path, capsys) -> None:
 
 
 @pytest.mark.integration
-def test_coral_package_loads_the_edgetpu_delegate(tmp_path, tiny_tflite, ssh_home, capsys):
-    # No Edge TPU runtime here: the harness tries libedgetpu.so.1 (the coral profile's
-    # delegate) and the failure names the package to install.
+def test_coral_package_without_the_edgetpu_runtime_names_the_package(
+    tmp_path, tiny_tflite, ssh_home, capsys
+):
+    # No Edge TPU runtime on this device: the harness tries libedgetpu.so.1 (the coral
+    # profile's delegate), the load fails and the error names the package to install.
     pkg = make_package(tmp_path, tiny_tflite, "coral-usb", device_python=sys.executable)
     code = main(["bench", str(pkg), "--host", "benchbox", "--runs", "2", "--no-save"])
     err = capsys.readouterr().err
@@ -230,3 +233,34 @@ def test_coral_package_loads_the_edgetpu_delegate(tmp_path, tiny_tflite, ssh_hom
     assert "error: the benchmark failed on" in err
     assert "cannot load the edgetpu delegate from libedgetpu.so.1" in err
     assert "hint: install the Edge TPU runtime (Debian package libedgetpu1-std)" in err
+
+
+@pytest.mark.integration
+def test_coral_package_loads_the_edgetpu_delegate(
+    tmp_path, tiny_tflite, passthrough_delegate, monkeypatch, capsys
+):
+    """A device WITH an "Edge TPU runtime": a real external delegate installed as
+    libedgetpu.so.1 in a library folder the device's sshd puts on LD_LIBRARY_PATH (SetEnv).
+    It is tests/devices/passthrough_delegate.c (claims every SOFTMAX node), not Google's
+    runtime, which cannot run without the USB accelerator; what is tested is that the coral
+    profile makes the harness load libedgetpu.so.1 as its delegate and report what it took."""
+    libdir = tmp_path / "device-lib"
+    libdir.mkdir()
+    shutil.copy(passthrough_delegate, libdir / "libedgetpu.so.1")
+    with run_sshd(tmp_path / "sshd", (f"SetEnv LD_LIBRARY_PATH={libdir}",)) as device:
+        monkeypatch.setenv("HOME", str(device.home))
+        pkg = make_package(tmp_path, tiny_tflite, "coral-usb", device_python=sys.executable)
+        code = main(["bench", str(pkg), "--host", "benchbox", "--runs", "3", "--json"])
+        out = capsys.readouterr()
+    assert code == 0, out.err
+    doc = json.loads(out.out)
+    assert doc["target"] == "coral-usb" and doc["device"]["port"] == device.port
+    h = doc["harness"]
+    assert h["errors"] == []
+    assert h["config"]["delegate"] == "edgetpu"
+    d = h["delegate"]
+    assert d["library"] == "libedgetpu.so.1"
+    # The delegate took the model's one SOFTMAX node out of 6, and the runs went through it.
+    assert (d["applied"], d["delegated_nodes"], d["total_nodes"]) == (True, 1, 6)
+    assert h["stats"]["count"] == 3 and all(x > 0 for x in h["latencies_ms"])
+    assert json.loads(Path(doc["saved_to"]).read_text())["harness"] == h
