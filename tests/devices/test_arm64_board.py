@@ -6,8 +6,10 @@ server is the host's real OpenSSH sshd, configured like the bench tests' sshd fi
 (tests/bench/conftest.py: own host key, authorized_keys, known_hosts) plus ChrootDirectory
 into the rootfs. ChrootDirectory refuses paths under /tmp and the repo, so sshd runs in a
 private mount namespace where the rootfs is bind-mounted at /mnt/board (with /dev, /proc,
-/sys). The client is the real `ssh`/`scp` with host key checking on. Every command the
-session runs is aarch64 code: bash, python3, numpy, tflite_runtime, the harness.
+/sys). The clients are the real `ssh`/`scp` with host key checking on, and edgepack's own SSH
+transport (`edgepack bench PKG --host ...`, paramiko, host key checked against known_hosts).
+Every command the session runs is aarch64 code: bash, python3, numpy, tflite_runtime, the
+harness.
 """
 
 from __future__ import annotations
@@ -224,3 +226,68 @@ def test_harness_runs_as_aarch64_with_the_aarch64_runtime(
     assert doc["delegate"]["total_nodes"] == 1
     # The session's temp dir is gone.
     assert board.run(shlex.join(["test", "-e", remote])).returncode == 1
+
+
+def test_cli_bench_over_edgepacks_ssh_transport(
+    board: Board,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`edgepack bench PKG --host root@127.0.0.1 --port P --identity KEY`: edgepack's own SSH
+    transport (paramiko, host key checked against ~/.ssh/known_hosts) pushes the harness and
+    the model to the board and runs them there with the board's python3."""
+    from edgepack.cli import main
+    from tests.bench.bench_helpers import make_package
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    shutil.copy(board.known_hosts, home / ".ssh" / "known_hosts")
+    monkeypatch.setenv("HOME", str(home))
+    model = tiny_add_model(tmp_path_factory)
+    pkg = make_package(tmp_path, model, "rpi4", name="add")
+    argv = [
+        "bench",
+        str(pkg),
+        "--host",
+        "root@127.0.0.1",
+        "--port",
+        str(board.port),
+        "--identity",
+        str(board.identity),
+        "--runs",
+        "5",
+        "--warmup-runs",
+        "1",
+        "--timeout",
+        "300",
+        "--json",
+    ]
+    before = sorted((board.rootfs / "tmp").iterdir())
+    code = main(argv)
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    printed = json.loads(out.out)
+    saved = Path(printed["saved_to"])
+    assert saved.parent == pkg / "bench"  # the package got the result
+    doc = json.loads(saved.read_text())
+    assert doc["transport"] == "ssh" and doc["target"] == "rpi4"
+    assert doc["device"]["address"] == "127.0.0.1" and doc["device"]["port"] == board.port
+    h = doc["harness"]
+    assert h == printed["harness"]
+    assert h["errors"] == []
+    assert h["device"]["machine"] == "aarch64"  # ran on the board, not on this host
+    assert h["runtime"]["name"] == "tflite_runtime"
+    assert h["model"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert h["stats"]["count"] == 5 and len(h["latencies_ms"]) == 5
+    assert all(x > 0 for x in h["latencies_ms"])
+    # The transport cleaned up its temp dir on the board (mktemp -d: /tmp/tmp.XXXXXXXXXX).
+    assert sorted((board.rootfs / "tmp").iterdir()) == before
+
+    # A board whose host key is not in known_hosts is refused before anything runs.
+    (home / ".ssh" / "known_hosts").write_text("")
+    assert main(argv) == 4
+    err = capsys.readouterr().err
+    assert f"the host key of root@127.0.0.1:{board.port} is not in " in err
+    assert "--accept-new-host-key" in err
