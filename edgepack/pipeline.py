@@ -34,7 +34,7 @@ from edgepack.stages.base import (
     TorchModel,
     noop_progress,
 )
-from edgepack.targets import Budgets, IODtype, IOLayout, QuantMode, TargetProfile
+from edgepack.targets import Budgets, Int8Engine, IODtype, IOLayout, QuantMode, TargetProfile
 
 FLOAT_MODEL_FILE = "model_float32.tflite"
 
@@ -62,6 +62,8 @@ class BuildPlan:
     auto_fallback: bool = False  # full-int8 missing the gate: keep sensitive ops out of int8
     fallback_budget: int | None = None  # max ops kept out of int8 (None: half the ops)
     fallback_precision: FallbackPrecision = FallbackPrecision.FLOAT
+    # full-int8 engine: auto tries the calibrator, then ai-edge-quantizer (docs/quantization.md)
+    int8_engine: Int8Engine = Int8Engine.AUTO
     # The source as the user wrote it (edgepack.toml: relative to that file). Recorded in the
     # manifest instead of ``source``, so it does not depend on the working folder.
     source_label: str | None = None
@@ -185,6 +187,11 @@ def _check_accuracy_options(plan: BuildPlan) -> list[str]:
             problems.append("--min-fidelity needs --eval data (labels not required)")
     if plan.fallback_budget is not None and plan.fallback_budget < 0:
         problems.append("--fallback-budget must be >= 0 (ops kept out of int8)")
+    if plan.int8_engine != Int8Engine.AUTO and plan.mode != QuantMode.FULL_INT8:
+        problems.append(
+            f"--int8-engine {plan.int8_engine.value} applies to full-int8 builds "
+            f"(this one is {plan.mode.value})"
+        )
     if plan.auto_fallback:
         if plan.mode != QuantMode.FULL_INT8:
             problems.append(
@@ -391,7 +398,9 @@ def build_from_model(
     missed: list[dict[str, Any]] = []
     trigger = ""
     try:
-        built = quantize.run(float_model, plan.mode, plan.io, calib, ctx, batch=batch)
+        built = quantize.run(
+            float_model, plan.mode, plan.io, calib, ctx, batch=batch, int8_engine=plan.int8_engine
+        )
         report = validate.run(
             model,
             float_model,
@@ -513,7 +522,7 @@ def make_manifest(
             "mode": plan.mode.value,
             "io_dtype": plan.io.value,
             "io_layout": plan.layout.value,
-            "route": quantize.route_for(plan.mode),
+            "route": built.route or quantize.route_for(plan.mode, plan.int8_engine),
             "calibration_samples": plan.n_calibration if plan.mode == QuantMode.FULL_INT8 else None,
             "overridden": {
                 "quantization": plan.quantization is not None,
@@ -575,6 +584,16 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
             + (f", NN agreement {fid['nn_agreement']:.3f}" if "nn_agreement" in fid else ""),
         )
     )
+    refused = [t for t in q["route"].get("tried", []) if t["outcome"] == "refused"]
+    if refused:
+        rows.append(
+            (
+                "quantization route",
+                f"{q['route']['engine']} {q['route'].get('recipe', '')}".rstrip()
+                + " after "
+                + "; ".join(f"{t['engine']} refused: {t['reason']}" for t in refused),
+            )
+        )
     fb = q.get("fallback")
     if fb:
         kept = ", ".join(f"{e['op']}#{e['index']}" for e in fb["kept"]) or "none"
@@ -586,8 +605,16 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
             )
         )
     par = m["float_parity"]
+    rel = (
+        f", relative {par['max_rel_diff']:.2e} (of max |output| {par['ref_max_abs']:.2e})"
+        if "max_rel_diff" in par  # older manifests have the absolute figure only
+        else ""
+    )
     rows.append(
-        ("float parity", f"max abs diff {par['max_abs_diff']:.2e} over {par['samples']} samples")
+        (
+            "float parity",
+            f"max abs diff {par['max_abs_diff']:.2e}{rel} over {par['samples']} samples",
+        )
     )
     ops = manifest["model"]["ops"]
     rows.append(("ops", ", ".join(f"{k} x{v}" for k, v in ops.items())))

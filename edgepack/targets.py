@@ -30,6 +30,14 @@ class QuantMode(str, Enum):
     FULL_INT8 = "full-int8"
 
 
+class Int8Engine(str, Enum):
+    """Who quantizes a full-int8 build: auto tries the calibrator, then ai-edge-quantizer."""
+
+    AUTO = "auto"
+    CALIBRATOR = "calibrator"
+    AEQ = "aeq"
+
+
 class IODtype(str, Enum):
     FLOAT32 = "float32"
     INT8 = "int8"

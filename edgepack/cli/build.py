@@ -83,6 +83,12 @@ def register(app: typer.Typer) -> None:
             "--fallback-precision",
             help="float | int16: what --auto-fallback raises sensitive ops to.",
         ),
+        int8_engine: str | None = typer.Option(
+            None,
+            "--int8-engine",
+            help="auto | calibrator | aeq: who quantizes full-int8 (auto: the TFLite "
+            "calibrator, then ai-edge-quantizer when it leaves ops in float).",
+        ),
         output: Path | None = typer.Option(
             None, "--output", "-o", help="Package folder (default dist/<name>-<target>)."
         ),
@@ -165,6 +171,7 @@ def register(app: typer.Typer) -> None:
             auto_fallback=auto_fallback or None,
             fallback_budget=fallback_budget,
             fallback_precision=_fallback_precision(fallback_precision),
+            int8_engine=parse_enum("--int8-engine", int8_engine, "Int8Engine"),
             output=output,
             output_dir=output_dir,
             force=force,
@@ -217,7 +224,7 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
     from edgepack.pipeline import BuildPlan
     from edgepack.pipeline import build as run_build
     from edgepack.release.config import compression_fields
-    from edgepack.targets import load_target
+    from edgepack.targets import Int8Engine, load_target
 
     plan = BuildPlan(
         source=over.source,
@@ -236,6 +243,7 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
         auto_fallback=bool(over.auto_fallback),
         fallback_budget=over.fallback_budget,
         fallback_precision=over.fallback_precision or FallbackPrecision.FLOAT,
+        int8_engine=over.int8_engine or Int8Engine.AUTO,
         output=over.output,
         force=over.force,
         name=over.name,

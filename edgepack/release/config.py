@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgepack.errors import UsageError
-from edgepack.targets import IODtype, IOLayout, QuantMode
+from edgepack.targets import Int8Engine, IODtype, IOLayout, QuantMode
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -232,6 +232,7 @@ class Overrides:
     auto_fallback: bool | None = None
     fallback_budget: int | None = None
     fallback_precision: Any = None  # edgepack.accuracy.fallback.FallbackPrecision
+    int8_engine: Any = None  # edgepack.targets.Int8Engine
     output: Path | None = None  # one package folder (one target only)
     output_dir: Path | None = None
     force: bool = False
@@ -514,6 +515,7 @@ def resolve(
             else e.fallback_budget,
             fallback_precision=over.fallback_precision
             or FallbackPrecision(e.fallback_precision or "float"),
+            int8_engine=over.int8_engine or Int8Engine.AUTO,
             output=dest,
             force=over.force,
             name=name,

@@ -58,6 +58,8 @@ class TFLiteArtifact:
     kind: str  # "float32" for the converted model, else the quantization mode
     io_layout: str = "nchw"
     sha256: str = ""
+    # How a quantized model was made (engine, recipe, routes tried); empty for the float model.
+    route: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 def noop_progress(msg: str) -> None:

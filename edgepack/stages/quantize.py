@@ -4,10 +4,15 @@ Routes, chosen by measurement (docs/quantization.md, from the project's research
 - float16:       ai-edge-quantizer, float casting of weights (FP16 weights, FP32 compute)
 - dynamic-range: ai-edge-quantizer ``dynamic_wi8_afp32`` (int8 per-channel weights,
                  activations quantized on the fly)
-- full-int8:     the TFLite post-training calibrator shipped in ai_edge_litert, min/max
-                 calibration. It gives an all-int8 graph with float, int8 or uint8 I/O, and
-                 3-8x less output error than ai-edge-quantizer's default moving-average
-                 calibration on our reference models.
+- full-int8:     a ranked list of routes (``--int8-engine auto``, the default):
+                 1. the TFLite post-training calibrator shipped in ai_edge_litert, min/max
+                    calibration: an all-int8 graph with float, int8 or uint8 I/O, and 3-8x less
+                    output error than ai-edge-quantizer's default moving-average calibration;
+                 2. ai-edge-quantizer ``static_wi8_ai8`` with min/max calibration (the driver
+                    of :mod:`edgepack.accuracy.fallback`, integer I/O by
+                    :mod:`edgepack.accuracy.io_adapter`), when the calibrator leaves ops in
+                    float (PADV2 after a padded max-pool) or fails on an op.
+                 The route record names the engine used and why each earlier one was refused.
 The result is always read back from the flatbuffer: the mode's promises (no float compute
 in full-int8, the requested I/O dtype) are checked, never assumed.
 """
@@ -24,7 +29,7 @@ from edgepack._quiet import quiet_native
 from edgepack.data import Dataset
 from edgepack.errors import QuantizationError
 from edgepack.stages.base import StageContext, TFLiteArtifact
-from edgepack.targets import IODtype, QuantMode
+from edgepack.targets import Int8Engine, IODtype, QuantMode
 from edgepack.tflite import ModelInfo, read_model, read_model_bytes
 
 NAME = "quantize"
@@ -69,11 +74,6 @@ def _calibrate_full_int8(
     inputs = [to_boundary_layout(x, io_layout) for x in data.inputs]
     inputs = cast_to_model_inputs(float_bytes, inputs)
     n = (len(data) // batch) * batch
-    if n == 0:
-        raise QuantizationError(
-            f"{len(data)} calibration samples cannot fill one batch of {batch}",
-            f"pass at least {batch} calibration samples",
-        )
     for start in range(0, n, batch):
         wrapper.FeedTensor([np.ascontiguousarray(x[start : start + batch]) for x in inputs])
     io_num = np.dtype(io_dtype.value).num
@@ -93,16 +93,44 @@ def _aeq(float_bytes: bytes, recipe: Any) -> bytes:
     return bytes(q.quantize(enable_progress_report=False).quantized_model)
 
 
-def route_for(mode: QuantMode) -> dict[str, Any]:
+def _aeq_full_int8(float_bytes: bytes, data: Dataset, io_dtype: IODtype, io_layout: str) -> bytes:
+    """ai-edge-quantizer static int8 through the fallback search's driver, nothing kept float."""
+    from edgepack.accuracy.fallback import Searcher
+
+    inputs = [to_boundary_layout(x, io_layout) for x in data.inputs]
+    return Searcher(float_bytes, inputs, io_dtype.value).quantize(())
+
+
+INT8_ROUTES: dict[Int8Engine, dict[str, Any]] = {
+    Int8Engine.CALIBRATOR: {
+        "engine": "ai-edge-litert calibrator",
+        "calibration": "min-max",
+        "weights": "int8 per-channel symmetric",
+        "activations": "int8 per-tensor asymmetric",
+        "bias": "int32",
+        "allow_float": False,
+    },
+    Int8Engine.AEQ: {
+        "engine": "ai-edge-quantizer",
+        "recipe": "static_wi8_ai8",
+        "calibration": "min-max (qsv_utils.min_max_update, one pass)",
+        "weights": "int8 per-channel symmetric",
+        "activations": "int8 per-tensor asymmetric",
+        "bias": "int32",
+    },
+}
+
+
+def int8_order(engine: Int8Engine) -> list[Int8Engine]:
+    """The full-int8 routes to try, best first."""
+    if engine == Int8Engine.AUTO:
+        return [Int8Engine.CALIBRATOR, Int8Engine.AEQ]
+    return [engine]
+
+
+def route_for(mode: QuantMode, engine: Int8Engine = Int8Engine.CALIBRATOR) -> dict[str, Any]:
     if mode == QuantMode.FULL_INT8:
-        return {
-            "engine": "ai-edge-litert calibrator",
-            "calibration": "min-max",
-            "weights": "int8 per-channel symmetric",
-            "activations": "int8 per-tensor asymmetric",
-            "bias": "int32",
-            "allow_float": False,
-        }
+        return dict(INT8_ROUTES[int8_order(engine)[0]])
     if mode == QuantMode.DYNAMIC_RANGE:
         return {
             "engine": "ai-edge-quantizer",
@@ -122,6 +150,12 @@ def route_for(mode: QuantMode) -> dict[str, Any]:
 
 def check_result(info: ModelInfo, mode: QuantMode, io_dtype: IODtype) -> None:
     """Raise if the written model does not keep the mode's promises."""
+    check_ranges(info)
+    check_route(info, mode, io_dtype)
+
+
+def check_route(info: ModelInfo, mode: QuantMode, io_dtype: IODtype) -> None:
+    """The promises another route may keep: I/O dtype, no float compute in full-int8."""
     want = {"float32": "FLOAT32", "int8": "INT8", "uint8": "UINT8"}[io_dtype.value]
     io = info.input_tensors + info.output_tensors
     wrong = [
@@ -134,6 +168,18 @@ def check_result(info: ModelInfo, mode: QuantMode, io_dtype: IODtype) -> None:
             f"the quantized model's I/O is not {io_dtype.value}: {', '.join(wrong)}",
             "this is a converter limitation for this model; try --io-dtype float32",
         )
+    if mode == QuantMode.FULL_INT8:
+        floats = info.float_compute_ops()
+        if floats:
+            names = sorted({o.op for o in floats})
+            raise QuantizationError(
+                f"full-int8 left {len(floats)} op(s) computing in float: {', '.join(names)}",
+                "use --quantization dynamic-range, or --auto-fallback to keep chosen ops in float",
+            )
+
+
+def check_ranges(info: ModelInfo) -> None:
+    """Degenerate scales come from the data: no other route helps."""
     degenerate = [
         f"{t.name[-40:]} (scale {min(t.quantization.scales):.3g})"
         for t in info.tensors
@@ -146,14 +192,84 @@ def check_result(info: ModelInfo, mode: QuantMode, io_dtype: IODtype) -> None:
             f"tensor(s), e.g. {degenerate[0]}: the calibration data is probably blank or constant",
             "pass --calibration samples that look like the real inputs (a few hundred)",
         )
-    if mode == QuantMode.FULL_INT8:
-        floats = info.float_compute_ops()
-        if floats:
-            names = sorted({o.op for o in floats})
-            raise QuantizationError(
-                f"full-int8 left {len(floats)} op(s) computing in float: {', '.join(names)}",
-                "use --quantization dynamic-range, or --auto-fallback to keep chosen ops in float",
-            )
+
+
+def _failure(mode: QuantMode, exc: Exception, log_text: str) -> QuantizationError:
+    """An engine's exception as a one-line QuantizationError naming the op when it can."""
+    if isinstance(exc, QuantizationError):
+        return exc
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    op = re.search(r"op[: ]+'?([A-Z_0-9]+)'?", msg + " " + log_text)
+    return QuantizationError(
+        f"{mode.value} quantization failed: {msg[:300]}" + (f" (op {op.group(1)})" if op else ""),
+        "try --quantization dynamic-range (weights only), or --auto-fallback "
+        "to keep unsupported ops in float",
+    )
+
+
+def _full_int8(
+    float_bytes: bytes,
+    calibration: Dataset,
+    io_dtype: IODtype,
+    io_layout: str,
+    batch: int,
+    engine: Int8Engine,
+    ctx: StageContext,
+) -> tuple[bytes, ModelInfo, dict[str, Any]]:
+    """Try the routes in order; the first whose model keeps full-int8's promises wins."""
+    n = (len(calibration) // batch) * batch
+    if n == 0:
+        raise QuantizationError(
+            f"{len(calibration)} calibration samples cannot fill one batch of {batch}",
+            f"pass at least {batch} calibration samples",
+        )
+    order = int8_order(engine)
+    tried: list[dict[str, Any]] = []
+    for k, eng in enumerate(order):
+        name = INT8_ROUTES[eng]["engine"]
+        refusal: QuantizationError | None = None
+        try:
+            with quiet_native() as log:
+                try:
+                    if eng == Int8Engine.CALIBRATOR:
+                        result = _calibrate_full_int8(
+                            float_bytes, calibration, io_dtype, io_layout, batch
+                        )
+                    else:
+                        result = _aeq_full_int8(float_bytes, calibration, io_dtype, io_layout)
+                except Exception as exc:
+                    raise _failure(QuantMode.FULL_INT8, exc, log.text) from exc
+        except QuantizationError as exc:
+            refusal = exc
+        if refusal is None:
+            info = read_model_bytes(result)
+            check_ranges(info)  # degenerate ranges come from the data: no other route helps
+            try:
+                check_route(info, QuantMode.FULL_INT8, io_dtype)
+            except QuantizationError as exc:
+                refusal = exc
+        if refusal is not None:
+            tried.append({"engine": name, "outcome": "refused", "reason": refusal.message})
+            if k + 1 < len(order):
+                nxt = INT8_ROUTES[order[k + 1]]
+                ctx.progress(
+                    f"quantize: {name} refused ({refusal.message}); trying {nxt['engine']} "
+                    f"{nxt.get('recipe', '')}".rstrip()
+                )
+                continue
+            if len(tried) > 1:
+                raise QuantizationError(
+                    "no full-int8 route worked: "
+                    + "; ".join(f"{t['engine']}: {t['reason']}" for t in tried),
+                    refusal.hint,
+                ) from refusal
+            raise refusal
+        tried.append({"engine": name, "outcome": "used"})
+        if len(tried) > 1:
+            ctx.progress(f"quantize: full-int8 by {name} (zero float compute ops)")
+        route = {**INT8_ROUTES[eng], "int8_engine": engine.value, "tried": tried}
+        return result, info, route
+    raise AssertionError("unreachable: int8_order is never empty")
 
 
 def run(
@@ -163,50 +279,43 @@ def run(
     calibration: Dataset | None,
     ctx: StageContext,
     batch: int = 1,
+    int8_engine: Int8Engine = Int8Engine.AUTO,
 ) -> TFLiteArtifact:
     out = ctx.stage_dir(NAME) / f"model_{mode.value}.tflite"
-    route = route_for(mode)
+    route = route_for(mode, int8_engine)
     params: dict[str, Any] = {"mode": mode.value, "io_dtype": io_dtype.value, "route": route}
     ctx.progress(f"quantize: {mode.value} ({route['engine']})")
     float_bytes = float_model.path.read_bytes()
     with ctx.timed() as elapsed:
         if mode == QuantMode.FLOAT32:
             shutil.copyfile(float_model.path, out)
+            info = read_model(out)
+        elif mode == QuantMode.FULL_INT8:
+            if calibration is None:
+                raise QuantizationError(
+                    "full-int8 needs calibration data",
+                    "pass --calibration data.npz (a few hundred representative inputs)",
+                )
+            params["calibration_samples"] = len(calibration)
+            params["calibration_sha256"] = _data_hash(calibration)
+            result, info, route = _full_int8(
+                float_bytes, calibration, io_dtype, float_model.io_layout, batch, int8_engine, ctx
+            )
+            params["route"] = route
+            out.write_bytes(result)
         else:
             with quiet_native() as log:
                 try:
-                    if mode == QuantMode.FULL_INT8:
-                        if calibration is None:
-                            raise QuantizationError(
-                                "full-int8 needs calibration data",
-                                "pass --calibration data.npz (a few hundred representative inputs)",
-                            )
-                        params["calibration_samples"] = len(calibration)
-                        params["calibration_sha256"] = _data_hash(calibration)
-                        result = _calibrate_full_int8(
-                            float_bytes, calibration, io_dtype, float_model.io_layout, batch
-                        )
-                    elif mode == QuantMode.DYNAMIC_RANGE:
+                    if mode == QuantMode.DYNAMIC_RANGE:
                         from ai_edge_quantizer import recipe
 
                         result = _aeq(float_bytes, recipe.dynamic_wi8_afp32())
                     else:
                         result = _aeq(float_bytes, FP16_RECIPE)
-                except QuantizationError:
-                    raise
                 except Exception as exc:
-                    msg = (
-                        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    )
-                    op = re.search(r"op[: ]+'?([A-Z_0-9]+)'?", msg + " " + log.text)
-                    raise QuantizationError(
-                        f"{mode.value} quantization failed: {msg[:300]}"
-                        + (f" (op {op.group(1)})" if op else ""),
-                        "try --quantization dynamic-range (weights only), or --auto-fallback "
-                        "to keep unsupported ops in float",
-                    ) from exc
+                    raise _failure(mode, exc, log.text) from exc
             out.write_bytes(result)
-    info = read_model(out)
+            info = read_model(out)
     check_result(info, mode, io_dtype)
     ctx.record(
         NAME,
@@ -220,7 +329,7 @@ def run(
         },
         seconds=elapsed(),
     )
-    return TFLiteArtifact(path=out, kind=mode.value, io_layout=float_model.io_layout)
+    return TFLiteArtifact(path=out, kind=mode.value, io_layout=float_model.io_layout, route=route)
 
 
 def _data_hash(ds: Dataset) -> str:
@@ -232,4 +341,14 @@ def _data_hash(ds: Dataset) -> str:
     return h.hexdigest()
 
 
-__all__ = ["check_result", "read_model_bytes", "route_for", "run", "to_boundary_layout"]
+__all__ = [
+    "INT8_ROUTES",
+    "check_ranges",
+    "check_result",
+    "check_route",
+    "int8_order",
+    "read_model_bytes",
+    "route_for",
+    "run",
+    "to_boundary_layout",
+]

@@ -1,6 +1,7 @@
 """Stage `validate`: parity, accuracy and budgets of the built model; the build's gates.
 
-- float parity: the float .tflite against PyTorch on the same inputs (max / mean abs diff);
+- float parity: the float .tflite against PyTorch on the same inputs: max / mean abs diff and
+  the max abs diff relative to the reference's magnitude (meaningful at any output scale);
 - accuracy with labelled eval data: top-1 of PyTorch float vs the quantized model, and the
   drop in points, gated by ``max_accuracy_drop``;
 - fidelity of the quantized outputs against PyTorch (cosine, SNR, max abs error);
@@ -74,6 +75,29 @@ def torch_outputs(model: TorchModel, inputs: tuple[np.ndarray, ...]) -> list[np.
     return run(batch)
 
 
+def _sig(x: float, digits: int = 4) -> float:
+    """Round to significant digits: a figure of 1e-12 stays 1e-12, not 0."""
+    return float(f"{x:.{digits}g}")
+
+
+def float_parity(ref: list[np.ndarray], out: list[np.ndarray]) -> dict[str, Any]:
+    """Converted outputs ``out`` against the reference ``ref`` (one array per output).
+
+    ``max_rel_diff`` is max|out - ref| / max|ref| over every output: 1e-9-sized outputs that
+    agree give ~1e-7 (float32 rounding), a wrong model gives ~1 whatever the scale.
+    """
+    diffs = [np.abs(r.astype(np.float64) - o) for r, o in zip(ref, out, strict=True)]
+    max_abs = max(float(np.max(d)) for d in diffs)
+    magnitude = max(float(np.max(np.abs(r))) for r in ref)
+    return {
+        "samples": int(ref[0].shape[0]),
+        "max_abs_diff": _sig(max_abs),
+        "mean_abs_diff": _sig(float(np.mean([np.mean(d) for d in diffs]))),
+        "max_rel_diff": _sig(max_abs / max(magnitude, float(np.finfo(np.float32).tiny))),
+        "ref_max_abs": _sig(magnitude),
+    }
+
+
 def run(
     torch_model: TorchModel,
     float_model: TFLiteArtifact,
@@ -96,21 +120,7 @@ def run(
         built_runner = Runner(built.path)
         k = min(PARITY_SAMPLES, len(data))
         float_out = float_runner.run([x[:k] for x in boundary])
-        rep.metrics["float_parity"] = {
-            "samples": k,
-            "max_abs_diff": round(
-                max(float(np.max(np.abs(r[:k] - f))) for r, f in zip(ref, float_out, strict=True)),
-                7,
-            ),
-            "mean_abs_diff": round(
-                float(
-                    np.mean(
-                        [np.mean(np.abs(r[:k] - f)) for r, f in zip(ref, float_out, strict=True)]
-                    )
-                ),
-                8,
-            ),
-        }
+        rep.metrics["float_parity"] = float_parity([r[:k] for r in ref], float_out)
         out = built_runner.run(list(boundary))
         rep.metrics["fidelity"] = fidelity(ref[0], out[0])
         rep.metrics["samples"] = len(data)
@@ -225,4 +235,12 @@ def _itemsize(dtype: str) -> int:
     }.get(dtype, 4)
 
 
-__all__ = ["ValidationReport", "fidelity", "raise_for_gates", "run", "top1", "torch_outputs"]
+__all__ = [
+    "ValidationReport",
+    "fidelity",
+    "float_parity",
+    "raise_for_gates",
+    "run",
+    "top1",
+    "torch_outputs",
+]

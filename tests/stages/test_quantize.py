@@ -10,7 +10,7 @@ from edgepack.errors import QuantizationError
 from edgepack.runtime import Runner
 from edgepack.stages import quantize
 from edgepack.stages.base import InputSpec, StageContext, TFLiteArtifact
-from edgepack.targets import IODtype, QuantMode
+from edgepack.targets import Int8Engine, IODtype, QuantMode
 from edgepack.tflite import read_model
 from tests.conftest import DIGITS
 
@@ -97,3 +97,122 @@ def test_nhwc_calibration_layout() -> None:
     x = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
     assert quantize.to_boundary_layout(x, "nhwc").shape == (2, 4, 5, 3)
     assert quantize.to_boundary_layout(x, "nchw") is x
+
+
+# ---- full-int8 routes --------------------------------------------------------------------
+ROUTE_MODELS = Path(__file__).resolve().parent / "route_models.py"
+PADV2_REFUSAL = "full-int8 left 1 op(s) computing in float: PADV2"
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.reshape(-1).astype(np.float64), b.reshape(-1).astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.mark.slow
+def test_padded_max_pool_net_gets_full_int8_from_the_second_route(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import torch
+
+    from tests.stages import route_models
+
+    np.savez(tmp_path / "calib.npz", **route_models.calibration_data(64, seed=1))
+    np.savez(tmp_path / "eval.npz", **route_models.calibration_data(48, seed=2))
+    pkg = tmp_path / "pkg"
+    r = cli(
+        "build",
+        f"{ROUTE_MODELS}:build_model",
+        "--input-shape",
+        "1x3x32x32",
+        "--target",
+        "rpi4",
+        "--quantization",
+        "full-int8",
+        "--calibration",
+        tmp_path / "calib.npz",
+        "--eval",
+        tmp_path / "eval.npz",
+        "--latency-runs",
+        "0",
+        "-o",
+        pkg,
+    )
+    assert r.code == 0, r.err
+    assert (
+        f"ai-edge-litert calibrator refused ({PADV2_REFUSAL}); trying ai-edge-quantizer "
+        "static_wi8_ai8" in r.err
+    )
+    info = read_model(pkg / "model.tflite")
+    assert "PADV2" in info.op_counts()  # the op the calibrator left in float is now int8
+    assert info.float_compute_ops() == []
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    route = manifest["quantization"]["route"]
+    assert route["engine"] == "ai-edge-quantizer"
+    assert route["recipe"] == "static_wi8_ai8"
+    assert route["calibration"].startswith("min-max")
+    assert route["int8_engine"] == "auto"
+    assert route["tried"] == [
+        {"engine": "ai-edge-litert calibrator", "outcome": "refused", "reason": PADV2_REFUSAL},
+        {"engine": "ai-edge-quantizer", "outcome": "used"},
+    ]
+    summary = (pkg / "summary.md").read_text()
+    assert "ai-edge-quantizer static_wi8_ai8 after ai-edge-litert calibrator refused: " in summary
+    # Agrees with the float model: fidelity derived here, from PyTorch and the package.
+    x = np.load(tmp_path / "eval.npz")["x"]
+    with torch.no_grad():
+        ref = route_models.build_model()(torch.from_numpy(x)).numpy()
+    out = Runner(pkg / "model.tflite").run([x])[0]
+    cos = _cosine(ref, out)
+    assert cos >= 0.98
+    assert manifest["metrics"]["fidelity"]["cosine"] == pytest.approx(cos, abs=1e-3)
+    assert manifest["metrics"]["float_parity"]["max_rel_diff"] < 1e-4
+
+    # Integer I/O holds on the second route; an explicit engine choice is taken as given.
+    float_model = TFLiteArtifact(pkg / "model_float32.tflite", "float32")
+    calib = load_dataset(
+        tmp_path / "calib.npz", (InputSpec("x", route_models.SHAPE),), purpose="calibration"
+    )
+    for io in (IODtype.INT8, IODtype.UINT8):
+        ctx = StageContext(workdir=tmp_path / io.value)
+        art = quantize.run(float_model, QuantMode.FULL_INT8, io, calib, ctx)
+        q = read_model(art.path)
+        assert q.float_compute_ops() == []
+        want = io.value.upper()
+        assert [t.dtype for t in q.input_tensors + q.output_tensors] == [want, want]
+        assert ctx.records[-1].params["route"]["engine"] == "ai-edge-quantizer"
+        assert _cosine(ref, Runner(art.path).run([x])[0]) >= 0.98
+    ctx = StageContext(workdir=tmp_path / "calibrator")
+    with pytest.raises(QuantizationError) as err:
+        quantize.run(
+            float_model,
+            QuantMode.FULL_INT8,
+            IODtype.FLOAT32,
+            calib,
+            ctx,
+            int8_engine=Int8Engine.CALIBRATOR,
+        )
+    assert err.value.message == PADV2_REFUSAL
+
+
+def test_digits_keeps_the_first_route(digits_package) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    manifest = json.loads((digits_package / "manifest.json").read_text())
+    route = manifest["quantization"]["route"]
+    assert manifest["quantization"]["mode"] == "full-int8"
+    assert route["engine"] == "ai-edge-litert calibrator"
+    assert route["tried"] == [{"engine": "ai-edge-litert calibrator", "outcome": "used"}]
+    assert "quantization route" not in (digits_package / "summary.md").read_text()
+
+
+def test_int8_engine_needs_full_int8(cli) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import digits_build_args
+
+    r = cli(*digits_build_args("rpi4", "--quantization", "dynamic-range", "--int8-engine", "aeq"))
+    assert r.code == 2
+    assert "--int8-engine aeq applies to full-int8 builds (this one is dynamic-range)" in r.err
+    r = cli(*digits_build_args("rpi4", "--int8-engine", "aqe"))
+    assert r.code == 2
+    assert "error: unknown --int8-engine 'aqe'" in r.err
+    assert "did you mean 'aeq'? accepted: auto, calibrator, aeq" in r.err

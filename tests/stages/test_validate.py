@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepack.runtime import Runner
+from edgepack.source import load_source
+from edgepack.stages import convert, export
+from edgepack.stages.base import StageContext
+from edgepack.stages.validate import float_parity, torch_outputs
+from edgepack.targets import IOLayout
+
+ROUTE_MODELS = Path(__file__).resolve().parent / "route_models.py"
+
+
+def test_relative_parity_of_known_arrays() -> None:
+    ref = np.array([[1e-9, -2e-9], [4e-9, 0.0]], dtype=np.float32)
+    out = ref + np.float32(2e-12)
+    p = float_parity([ref], [out])
+    assert p["max_abs_diff"] == pytest.approx(2e-12, rel=1e-3)  # not rounded away to 0
+    assert p["max_rel_diff"] == pytest.approx(2e-12 / 4e-9, rel=1e-3)
+    assert p["ref_max_abs"] == pytest.approx(4e-9, rel=1e-3)
+    assert p["samples"] == 2
+    zero = float_parity([np.zeros((1, 3), np.float32)], [np.zeros((1, 3), np.float32)])
+    assert zero["max_rel_diff"] == 0.0  # all-zero reference: no division by zero
+
+
+@pytest.mark.slow
+def test_relative_parity_at_output_scale_1e_9(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A real conversion of a model with ~1e-9 outputs: the absolute figure is below 1e-6 for
+    the right model and for a wrong one alike; the relative one tells them apart."""
+    model = load_source(f"{ROUTE_MODELS}:build_scaled", None, ["1x8"])
+    ctx = StageContext(workdir=tmp_path)
+    tfl = convert.run(export.run(model, ctx), IOLayout.NCHW, ctx)
+    x = np.random.default_rng(3).standard_normal((32, 8)).astype(np.float32)
+    ref = torch_outputs(model, (x,))
+    converted = Runner(tfl.path).run([x])
+    assert 1e-10 < float(np.max(np.abs(ref[0]))) < 1e-7
+
+    right = float_parity(ref, converted)
+    assert right["samples"] == 32
+    assert right["max_rel_diff"] < 1e-4
+    assert right["max_abs_diff"] < 1e-6
+
+    from tests.stages import route_models
+
+    other = load_source(f"{ROUTE_MODELS}:build_scaled", None, ["1x8"])
+    other.module = route_models.build_scaled(seed=1)  # same architecture, other weights
+    wrong = float_parity(ref, torch_outputs(other, (x,)))
+    assert wrong["max_abs_diff"] < 1e-6  # the absolute figure cannot tell
+    assert wrong["max_rel_diff"] > 0.1
+    assert wrong["max_rel_diff"] > 1000 * max(right["max_rel_diff"], 1e-9)
