@@ -25,6 +25,7 @@ from edgepack.targets import Budgets
 from edgepack.tflite import read_model
 
 NAME = "validate"
+NOT_MEASURED = "no --eval data (calibration data is not held out: no accuracy is claimed on it)"
 PARITY_SAMPLES = 64
 
 
@@ -86,7 +87,10 @@ def run(
     latency_runs: int = 50,
     min_fidelity: float | None = None,
     raise_on_fail: bool = True,
+    data_kind: str = "eval",
 ) -> ValidationReport:
+    """``data_kind``: "eval" (held-out data), "calibration" or "random". Accuracy is measured
+    on eval data only; on anything else it is recorded as not measured."""
     ctx.progress("validate: parity, accuracy, size, host latency")
     rep = ValidationReport()
     with ctx.timed() as elapsed:
@@ -114,15 +118,20 @@ def run(
         out = built_runner.run(list(boundary))
         rep.metrics["fidelity"] = fidelity(ref[0], out[0])
         rep.metrics["samples"] = len(data)
-        rep.metrics["data"] = "eval" if data.labels is not None else "unlabelled"
-        if data.labels is not None:
+        labels = data.labels if data_kind == "eval" else None
+        rep.metrics["data"] = (
+            data_kind if data_kind != "eval" else ("eval" if labels is not None else "unlabelled")
+        )
+        if data_kind != "eval":
+            rep.metrics["accuracy"] = {"measured": False, "reason": NOT_MEASURED}
+        if labels is not None:
             if torch_model.reference is not None:
                 # Compressed: the drop is measured against the model as the user gave it.
                 original = torch_outputs(torch_model.reference, data.inputs)
-                acc = accuracy(original[0], out[0], data.labels)
-                acc["compressed_float"] = top1(ref[0], data.labels)
+                acc = accuracy(original[0], out[0], labels)
+                acc["compressed_float"] = top1(ref[0], labels)
             else:
-                acc = accuracy(ref[0], out[0], data.labels)
+                acc = accuracy(ref[0], out[0], labels)
             rep.metrics["accuracy"] = acc
             if max_accuracy_drop is not None:
                 drop = acc["drop_points"]
@@ -164,6 +173,7 @@ def run(
             "max_accuracy_drop": max_accuracy_drop,
             "min_fidelity": min_fidelity,
             "samples": len(data),
+            "data": rep.metrics["data"],
             "parity_samples": rep.metrics["float_parity"]["samples"],
         },
         metrics={k: v for k, v in rep.metrics.items() if k != "gates"},
@@ -185,7 +195,8 @@ def raise_for_gates(rep: ValidationReport, kind: str) -> None:
     g = failed[0]
     hint = (
         "try another --quantization (dynamic-range keeps activations float), more "
-        "representative --calibration data, or --auto-fallback"
+        "representative --calibration data, or --auto-fallback; --max-accuracy-drop / "
+        "--min-fidelity set your own limit, --no-accuracy-gate turns the gate off (recorded)"
     )
     if g["gate"] == "max_accuracy_drop":
         acc = rep.metrics["accuracy"]
