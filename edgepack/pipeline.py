@@ -429,6 +429,9 @@ def build_from_model(
     data = ev or calib or _random_data(model, plan.seed)
     validate_args: dict[str, Any] = {
         "data_kind": "eval" if ev is not None else ("calibration" if calib else "random"),
+        "profile_limits": tuple(
+            k for k, v in guard.items() if isinstance(v, dict) and v.get("from") == "profile"
+        ),
         "max_accuracy_drop": plan.max_accuracy_drop,
         "budgets": plan.budgets,
         "latency_runs": plan.latency_runs,
@@ -452,7 +455,7 @@ def build_from_model(
         if missed:
             trigger = "; ".join(f"{g['gate']} {g['value']} vs {g['limit']}" for g in missed)
         else:
-            validate.raise_for_gates(report, built.kind)
+            validate.raise_for_gates(report, built.kind, validate_args["profile_limits"])
     except QuantizationError as exc:
         if not plan.auto_fallback:
             raise

@@ -93,6 +93,8 @@ def check_labels(logits: np.ndarray, labels: np.ndarray) -> None:
     """Refuse labels that make top-1 meaningless (raise DataError): a model output that is not
     a classifier's [N, C] scores, non-integer labels, labels outside 0..C-1."""
     shape = tuple(logits.shape)
+    if len(shape) > 2 and all(d == 1 for d in shape[1:-1]):  # [N, 1, C]: scores per sample
+        shape = (shape[0], shape[-1])
     if len(shape) != 2 or shape[1] < 2:
         raise DataError(
             f"the eval data has labels, but the model's output {list(shape)} is not a "

@@ -64,6 +64,12 @@ class BenchSubject:
     save_dir: Path  # where results go: <package>/bench or <tflite dir>/bench
 
     @property
+    def profile_sha256(self) -> str | None:
+        """The target profile hash the package's manifest records (None: a bare .tflite)."""
+        sha = ((self.manifest or {}).get("target") or {}).get("sha256")
+        return sha if isinstance(sha, str) else None
+
+    @property
     def profile_dict(self) -> dict[str, Any] | None:
         if self.manifest is None:
             return None

@@ -121,7 +121,7 @@ def register(app: typer.Typer) -> None:
             transport.kind,
             transport.device_identity(),
             harness,
-            profile_sha256=profile.sha256,
+            profile_sha256=subject.profile_sha256 or profile.sha256,
         )
         comparison = compare(base, harness, threshold) if base is not None else None
         if comparison is not None:
@@ -184,7 +184,7 @@ def _bench_fleet(
                 o.device.transport.value,
                 o.identity,
                 o.harness,
-                profile_sha256=profile.sha256,
+                profile_sha256=subject.profile_sha256 or profile.sha256,
             )
             saved = None if no_save else save_result(result, subject.save_dir)
             results.append({**result, "saved_to": str(saved) if saved else None})

@@ -484,12 +484,13 @@ def resolve(
             problems.append(f"{where}: {err.message}" + (f" ({err.hint})" if err.hint else ""))
             continue
         gates = default_gates.merged(e.gates)
+        if over.accuracy_gate is False:  # the CLI wins over the file's accuracy limits
+            gates = gates.merged(Gates(accuracy_gate=False, max_accuracy_drop=None))
+            gates = gates.merged(Gates(min_fidelity=None))
         if over.max_accuracy_drop is not None:
             gates = gates.merged(Gates(max_accuracy_drop=over.max_accuracy_drop))
         if over.min_fidelity is not None:
             gates = gates.merged(Gates(min_fidelity=over.min_fidelity))
-        if over.accuracy_gate is not None:
-            gates = gates.merged(Gates(accuracy_gate=over.accuracy_gate))
         if over.allow_missing_latency:
             gates = gates.merged(Gates(allow_missing_latency=True))
         if gates.max_latency_ms is None and profile.budgets.max_latency_ms is not None:

@@ -88,9 +88,11 @@ def run(
     min_fidelity: float | None = None,
     raise_on_fail: bool = True,
     data_kind: str = "eval",
+    profile_limits: tuple[str, ...] = (),
 ) -> ValidationReport:
     """``data_kind``: "eval" (held-out data), "calibration" or "random". Accuracy is measured
-    on eval data only; on anything else it is recorded as not measured."""
+    on eval data only; on anything else it is recorded as not measured. ``profile_limits``:
+    the gates whose limit is the target profile's default (named so in a failure)."""
     ctx.progress("validate: parity, accuracy, size, host latency")
     rep = ValidationReport()
     with ctx.timed() as elapsed:
@@ -180,19 +182,20 @@ def run(
         seconds=elapsed(),
     )
     if raise_on_fail:
-        raise_for_gates(rep, built.kind)
+        raise_for_gates(rep, built.kind, profile_limits)
     return rep
 
 
 ACCURACY_GATES = ("max_accuracy_drop", "min_fidelity")
 
 
-def raise_for_gates(rep: ValidationReport, kind: str) -> None:
+def raise_for_gates(rep: ValidationReport, kind: str, profile_limits: tuple[str, ...] = ()) -> None:
     """Raise GateError for the first failed gate (accuracy and fidelity gates first)."""
     failed = sorted(rep.failed, key=lambda g: g["gate"] not in ACCURACY_GATES)
     if not failed:
         return
     g = failed[0]
+    default = " (the target profile's default)" if g["gate"] in profile_limits else ""
     hint = (
         "try another --quantization (dynamic-range keeps activations float), more "
         "representative --calibration data, or --auto-fallback; --max-accuracy-drop / "
@@ -203,14 +206,14 @@ def raise_for_gates(rep: ValidationReport, kind: str) -> None:
         raise GateError(
             f"accuracy gate failed: top-1 dropped {acc['drop_points']:.2f} points "
             f"(float {acc['float']:.2f}% -> {kind} {acc['quantized']:.2f}%), "
-            f"the limit is {g['limit']} points; no package was written",
+            f"the limit is {g['limit']} points{default}; no package was written",
             hint,
         )
     if g["gate"] == "min_fidelity":
         fid = rep.metrics["fidelity"]
         raise GateError(
             f"fidelity gate failed: output cosine vs the float model {fid['cosine']:.4f} < "
-            f"{g['limit']} (SNR {fid['snr_db']:.1f} dB, max abs error {fid['max_abs_diff']:.4g}) "
+            f"{g['limit']}{default} (SNR {fid['snr_db']:.1f} dB, max abs error {fid['max_abs_diff']:.4g}) "
             f"for {kind}; no package was written",
             hint,
         )

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from edgepack.bench.local import LocalTransport
 from edgepack.bench.options import BenchOptions
-from edgepack.bench.plan import resolve_profile
 from edgepack.bench.results import load_subject, make_result, save_result
 
 
@@ -31,6 +30,6 @@ def bench_package(package: Path, runs: int = 40, threads: int = 1) -> Path:
         transport.kind,
         transport.device_identity(),
         harness,
-        profile_sha256=resolve_profile(subject, None).sha256,
+        profile_sha256=subject.profile_sha256,
     )
     return save_result(result, subject.save_dir)
