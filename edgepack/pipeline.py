@@ -622,6 +622,8 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
                 f"(drop {acc['drop_points']:+.2f} points)",
             )
         )
+    elif m.get("data") == "unlabelled":
+        rows.append(("top-1", "not measured (the eval data has no labels)"))
     else:
         rows.append(("top-1", "not measured (no --eval data; calibration data is not held out)"))
     fid = m["fidelity"]

@@ -261,11 +261,37 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
         result = run_build(plan, progress=lambda m: report(target, m))
     if json_:
         echo_json(result.manifest)
-        return 0
-    echo_pairs(result.rows)
-    files = ", ".join([*result.manifest["files"], "manifest.json"])
-    typer.echo(f"\nwrote {result.package}/ ({files})")
+    else:
+        echo_pairs(result.rows)
+        files = ", ".join([*result.manifest["files"], "manifest.json"])
+        typer.echo(f"\nwrote {result.package}/ ({files})")
+    _latency_gate(plan, result, over.allow_missing_latency)
     return 0
+
+
+def _latency_gate(plan: Any, result: Any, allow_missing: bool) -> None:
+    """The profile's max_latency_ms on the written package: fails closed like the matrix's."""
+    from edgepack.errors import GateError
+    from edgepack.release.config import Gates
+    from edgepack.release.matrix import GateStatus, evaluate_gates
+
+    limit = plan.budgets.max_latency_ms
+    if limit is None:
+        return
+    gates = Gates(max_latency_ms=limit, allow_missing_latency=allow_missing)
+    (g,) = [
+        g
+        for g in evaluate_gates(gates, result.manifest, result.package, None)
+        if g.gate.startswith("max_latency_ms")
+    ]
+    if g.status is GateStatus.SKIPPED:
+        typer.echo(f"{g.gate}: skipped ({g.detail})", err=True)
+    elif g.status is not GateStatus.PASS:
+        raise GateError(
+            f"latency gate failed: {g.gate} "
+            + (f"{g.value} > {g.limit}" if g.value is not None else g.detail),
+            "the package was written (inspect it); the release gate fails the pipeline",
+        )
 
 
 def _print_plan(plan: Any) -> None:

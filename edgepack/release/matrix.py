@@ -531,7 +531,7 @@ def summary_rows(result: MatrixResult) -> list[tuple[str, ...]]:
         acc = (
             f"{d['accuracy']:.2f}% ({d['accuracy_drop']:+.2f})"
             if d["accuracy"] is not None
-            else "-"
+            else ("not measured" if o.manifest is not None else "-")
         )
         gates = ", ".join(
             f"{g.gate.split(' ')[0].removeprefix('max_')} {g.status.value}" for g in o.gates

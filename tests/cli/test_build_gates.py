@@ -202,3 +202,28 @@ def test_coral_without_edgetpu_compiler_never_claims_the_accelerator(  # type: i
     # The strict mode stays an error.
     r = cli(*digits_build_args("coral-usb", "-o", tmp_path / "s", "--require-edgetpu-compiler"))
     assert r.code == 2 and "edgetpu_compiler is not on PATH" in r.err
+
+
+def test_single_build_latency_budget_fails_closed_without_a_device_result(cli, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A profile's max_latency_ms on `edgepack build SRC --target board.toml`: no result from
+    such a device yet, so exit 3 with the command that gets one; the opt-out is explicit."""
+    from edgepack.targets import targets_dir
+
+    board = tmp_path / "lab-host.toml"
+    board.write_text(
+        (targets_dir() / "host.toml")
+        .read_text()
+        .replace('name = "host"', 'name = "lab-host"')
+        .replace("[budgets]\n", "[budgets]\nmax_latency_ms = 1000\n")
+    )
+    out = tmp_path / "p"
+    r = cli(*digits_build_args(str(board), "-o", out))
+    assert r.code == 3, r.err
+    assert (
+        "error: latency gate failed: max_latency_ms (p50): no benchmark result from a lab-host "
+        f"device for this model: run `edgepack bench {out}` on a lab-host device"
+    ) in r.err
+    assert "hint: the package was written" in r.err and (out / "manifest.json").is_file()
+    r = cli(*digits_build_args(str(board), "-o", tmp_path / "q", "--allow-missing-latency"))
+    assert r.code == 0, r.err
+    assert "max_latency_ms (p50): skipped (no benchmark result from a lab-host device" in r.err
