@@ -288,7 +288,7 @@ def _latency_gate(plan: Any, result: Any, allow_missing: bool) -> None:
         typer.echo(f"{g.gate}: skipped ({g.detail})", err=True)
     elif g.status is not GateStatus.PASS:
         raise GateError(
-            f"latency gate failed: {g.gate} "
+            f"latency gate failed: {g.gate}: "
             + (f"{g.value} > {g.limit}" if g.value is not None else g.detail),
             "the package was written (inspect it); the release gate fails the pipeline",
         )

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def plain_package(digits_files, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("analyze") / "pkg"
-    assert main(digits_args(digits_files, out)) == 0  # full-int8, no gate
+    # full-int8 as it comes out (~40 points lost): the package analyze explains, so ungated
+    assert main(digits_args(digits_files, out, "--no-accuracy-gate")) == 0
     return out
 
 
