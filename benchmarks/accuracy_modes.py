@@ -42,6 +42,7 @@ def build(
         max_accuracy_drop=0.5 if fallback and gate == "drop" else None,
         min_fidelity=0.99 if fallback and gate == "cosine" else None,
         auto_fallback=fallback,
+        accuracy_gate=fallback,  # the plain modes are measured ungated, as they come out
         output=out,
         force=True,
         latency_runs=0,

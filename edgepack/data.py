@@ -169,6 +169,8 @@ def load_dataset(
             problems.append(f"labels must be a 1-D integer array, got {labels.dtype}{labels.shape}")
         elif n is not None and labels.shape[0] != n:
             problems.append(f"{labels.shape[0]} labels for {n} samples")
+        elif labels.size and int(labels.min()) < 0:
+            problems.append(f"{int((labels < 0).sum())} negative labels (class indices start at 0)")
     elif require_labels:
         problems.append("no labels (an array named 'y' or 'labels')")
     if n == 0:

@@ -9,6 +9,7 @@ before torch is imported; data is checked against the model's inputs before expo
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -78,6 +79,9 @@ class BuildPlan:
     # build, so a package over budget is never written.
     max_model_kb: float | None = None
     max_ram_mb: float | None = None
+    # False: no default accuracy guard from the profile (--no-accuracy-gate), recorded in
+    # the manifest. The user's own --max-accuracy-drop / --min-fidelity cannot be combined.
+    accuracy_gate: bool = True
 
     # ---- resolved values -------------------------------------------------------------
     @property
@@ -129,6 +133,13 @@ def check_plan(plan: BuildPlan) -> list[str]:
     ):
         if path is not None and not Path(path).exists():
             problems.append(f"{flag} file not found: {path}")
+    if not plan.accuracy_gate and (
+        plan.max_accuracy_drop is not None or plan.min_fidelity is not None
+    ):
+        problems.append(
+            "--no-accuracy-gate (accuracy_gate = false) turns the accuracy gate off, but "
+            "--max-accuracy-drop / --min-fidelity set one"
+        )
     if plan.max_accuracy_drop is not None:
         if plan.max_accuracy_drop < 0:
             problems.append("--max-accuracy-drop must be >= 0 (points of top-1)")
@@ -197,8 +208,12 @@ def _check_accuracy_options(plan: BuildPlan) -> list[str]:
             problems.append(
                 f"--auto-fallback applies to full-int8 builds (this one is {plan.mode.value})"
             )
-        if plan.max_accuracy_drop is None and plan.min_fidelity is None:
-            problems.append("--auto-fallback needs a gate: --max-accuracy-drop or --min-fidelity")
+        defaults = plan.accuracy_gate and plan.eval is not None  # the profile's guard applies
+        if plan.max_accuracy_drop is None and plan.min_fidelity is None and not defaults:
+            problems.append(
+                "--auto-fallback needs a gate: --eval data (the profile's default gate), "
+                "--max-accuracy-drop or --min-fidelity"
+            )
     return problems
 
 
@@ -244,6 +259,34 @@ def _random_data(model: TorchModel, seed: int, n: int = 16) -> Dataset:
         for s in model.inputs
     )
     return Dataset(xs, None, "random (parity only)")
+
+
+def accuracy_guard(
+    plan: BuildPlan, ev: Dataset | None
+) -> tuple[float | None, float | None, dict[str, Any]]:
+    """The accuracy gates a build enforces: (max_accuracy_drop, min_fidelity, record).
+
+    With eval data the user's limits apply, else the target profile's defaults: labelled data
+    gets ``max_accuracy_drop``, unlabelled data ``min_fidelity``. Opting out is explicit
+    (``plan.accuracy_gate`` False). ``record`` goes into the manifest (``accuracy_gate``).
+    """
+    budgets = plan.target.budgets
+    drop, fid = plan.max_accuracy_drop, plan.min_fidelity
+    if not plan.accuracy_gate:
+        return None, None, {"status": "opted out", "reason": "--no-accuracy-gate"}
+    if ev is None:
+        return drop, fid, {"status": "not measured", "reason": "no --eval data"}
+    source = {"max_accuracy_drop": "user", "min_fidelity": "user"}
+    if ev.labels is not None:
+        if drop is None and fid is None and budgets.max_accuracy_drop is not None:
+            drop, source["max_accuracy_drop"] = budgets.max_accuracy_drop, "profile"
+    elif fid is None and budgets.min_fidelity is not None:
+        fid, source["min_fidelity"] = budgets.min_fidelity, "profile"
+    record: dict[str, Any] = {"status": "enforced" if (drop, fid) != (None, None) else "no limit"}
+    for key, value in (("max_accuracy_drop", drop), ("min_fidelity", fid)):
+        if value is not None:
+            record[key] = {"limit": value, "from": source[key]}
+    return drop, fid, record
 
 
 def build(plan: BuildPlan, progress: Callable[[str], None] = noop_progress) -> BuildResult:
@@ -387,8 +430,15 @@ def build_from_model(
         exported = export.run(model, ctx)
     float_model = convert.run(exported, plan.layout, ctx)
     batch = model.inputs[0].shape[0] if model.inputs[0].shape else 1
+    drop, fid, guard = accuracy_guard(plan, ev)
+    plan = dataclasses.replace(plan, max_accuracy_drop=drop, min_fidelity=fid)
+    # Accuracy is measured on eval data only: calibration data is not held out.
     data = ev or calib or _random_data(model, plan.seed)
     validate_args: dict[str, Any] = {
+        "data_kind": "eval" if ev is not None else ("calibration" if calib else "random"),
+        "profile_limits": tuple(
+            k for k, v in guard.items() if isinstance(v, dict) and v.get("from") == "profile"
+        ),
         "max_accuracy_drop": plan.max_accuracy_drop,
         "budgets": plan.budgets,
         "latency_runs": plan.latency_runs,
@@ -414,7 +464,7 @@ def build_from_model(
         if missed:
             trigger = "; ".join(f"{g['gate']} {g['value']} vs {g['limit']}" for g in missed)
         else:
-            validate.raise_for_gates(report, built.kind)
+            validate.raise_for_gates(report, built.kind, validate_args["profile_limits"])
     except QuantizationError as exc:
         if not plan.auto_fallback:
             raise
@@ -433,6 +483,7 @@ def build_from_model(
         plan, built, ctx, allow_cpu=plan.allow_cpu_fallback or fallback is not None
     )
     manifest = make_manifest(plan, model, name, built, report, ctx)
+    manifest["accuracy_gate"] = guard
     files = {"model.tflite": built.path}
     if compat_report is not None:
         manifest["compat"] = compat_report.to_dict()
@@ -463,6 +514,11 @@ def build_from_model(
 
 
 EDGETPU_MODEL_FILE = "model_edgetpu.tflite"
+NOT_COMPILED = (
+    "NOT compiled for the Edge TPU (edgetpu_compiler not on PATH): model.tflite is the "
+    "uncompiled int8 model, which the Edge TPU delegate does not run on the accelerator; "
+    "compile it with edgetpu_compiler, or build with --require-edgetpu-compiler"
+)
 
 
 def _device_checks(
@@ -567,7 +623,7 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
         ("size", f"{m['size_bytes'] / 1024:.1f} KB"),
     ]
     acc = m.get("accuracy")
-    if acc:
+    if acc and acc.get("measured", True):
         rows.append(
             (
                 "top-1",
@@ -575,10 +631,15 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
                 f"(drop {acc['drop_points']:+.2f} points)",
             )
         )
+    elif m.get("data") == "unlabelled":
+        rows.append(("top-1", "not measured (the eval data has no labels)"))
+    else:
+        rows.append(("top-1", "not measured (no --eval data; calibration data is not held out)"))
     fid = m["fidelity"]
+    on = {"calibration": " (on calibration data)", "random": " (on random inputs)"}
     rows.append(
         (
-            "fidelity vs PyTorch",
+            "fidelity vs PyTorch" + on.get(str(m.get("data")), ""),
             f"cosine {fid['cosine']:.4f}, SNR {fid['snr_db']:.1f} dB, "
             f"max abs {fid['max_abs_diff']:.4g}"
             + (f", NN agreement {fid['nn_agreement']:.3f}" if "nn_agreement" in fid else ""),
@@ -620,22 +681,39 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
     rows.append(("ops", ", ".join(f"{k} x{v}" for k, v in ops.items())))
     if manifest["model"]["float_compute_ops"]:
         rows.append(("float compute ops", ", ".join(manifest["model"]["float_compute_ops"])))
+    tpu = manifest.get("edgetpu")
+    uncompiled = tpu is not None and not tpu["compiled"]
     for rules, r in manifest.get("compat", {}).get("results", {}).items():
         share = "n/a" if r.get("mac_share") is None else f"{100 * r['mac_share']:.1f}%"
         where = (
-            "every op on the accelerator"
+            "predicted: every op maps to the accelerator"
             if r["fully_delegated"]
             else f"{len(r['cpu_ops'])} op(s) on the CPU, first split at op {r.get('split_index')}"
         )
         rows.append(
-            (f"pre-flight {rules}", f"{where}; {r['partitions']} partition(s); MACs {share}")
+            (
+                f"pre-flight {rules}",
+                f"{where}; {r['partitions']} partition(s); MACs {share}"
+                + (
+                    " (a prediction: the model is NOT compiled for the Edge TPU)"
+                    if uncompiled
+                    else ""
+                ),
+            )
         )
-    tpu = manifest.get("edgetpu")
     if tpu is not None:
         rows.append(
             (
                 "edgetpu_compiler",
-                f"compiled: {tpu['file']}" if tpu["compiled"] else "not run (not on PATH)",
+                f"compiled: {tpu['file']}" if tpu["compiled"] else NOT_COMPILED,
+            )
+        )
+    guard = manifest.get("accuracy_gate")
+    if guard is not None and guard.get("status") != "enforced":
+        rows.append(
+            (
+                "accuracy gate",
+                f"{guard['status']}" + (f" ({guard['reason']})" if guard.get("reason") else ""),
             )
         )
     for stage in manifest["stages"]:

@@ -101,6 +101,10 @@ class Budgets:
     max_model_kb: float | None = field(default=None, metadata={"gt": 0})
     max_ram_mb: float | None = field(default=None, metadata={"gt": 0})
     max_latency_ms: float | None = field(default=None, metadata={"gt": 0})
+    # Default accuracy guard of a build given --eval data (the user's gate wins; opting out is
+    # explicit): top-1 points with labels, output cosine vs the float model without.
+    max_accuracy_drop: float | None = field(default=None, metadata={"ge": 0})
+    min_fidelity: float | None = field(default=None, metadata={"gt": 0, "le": 1})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -96,3 +96,10 @@ def test_hash_ignores_comments_and_formatting() -> None:
     a = parse_profile(text, "a")
     b = parse_profile("# a comment\n" + text.replace(" = ", "="), "b")
     assert a.sha256 == b.sha256
+
+
+def test_every_stock_profile_carries_the_default_accuracy_guard() -> None:
+    """A build with --eval data is gated even when the user sets no limit (docs/targets.md)."""
+    for n in builtin_names():
+        b = load_target(n).budgets
+        assert b.max_accuracy_drop == 2.0 and b.min_fidelity == 0.98, n

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from edgepack.errors import DataError
+
 SNR_CAP_DB = 100.0  # identical tensors: report a finite, comparable number
 
 
@@ -81,8 +83,44 @@ def top1(logits: np.ndarray, labels: np.ndarray) -> float:
     return topk(logits, labels, 1)
 
 
+LABEL_HINT = (
+    "labels are class indices 0..C-1 of a classifier with outputs [N, C]; for another kind "
+    "of model drop the labels (an .npz without 'y') and gate on --min-fidelity"
+)
+
+
+def check_labels(logits: np.ndarray, labels: np.ndarray) -> None:
+    """Refuse labels that make top-1 meaningless (raise DataError): a model output that is not
+    a classifier's [N, C] scores, non-integer labels, labels outside 0..C-1."""
+    shape = tuple(logits.shape)
+    if len(shape) > 2 and all(d == 1 for d in shape[1:-1]):  # [N, 1, C]: scores per sample
+        shape = (shape[0], shape[-1])
+    if len(shape) != 2 or shape[1] < 2:
+        raise DataError(
+            f"the eval data has labels, but the model's output {list(shape)} is not a "
+            "classifier's [N, C] scores (C >= 2): top-1 against these labels means nothing",
+            LABEL_HINT,
+        )
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DataError(
+            f"labels must be 1-D integer class indices, got {labels.dtype}{list(labels.shape)}",
+            LABEL_HINT,
+        )
+    bad = (labels < 0) | (labels >= shape[1])
+    if bad.any():
+        raise DataError(
+            f"{int(bad.sum())} of {len(labels)} labels lie outside 0..{shape[1] - 1} "
+            f"(the model has {shape[1]} classes; labels span {int(labels.min())}.."
+            f"{int(labels.max())})",
+            LABEL_HINT,
+        )
+
+
 def accuracy(float_out: np.ndarray, quant_out: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """Top-1 (and top-5 when there are more than 5 classes) of both models, drop in points."""
+    """Top-1 (and top-5 when there are more than 5 classes) of both models, drop in points.
+
+    Raises DataError for labels that do not fit a classifier's output (:func:`check_labels`)."""
+    check_labels(float_out, labels)
     f1, q1 = top1(float_out, labels), top1(quant_out, labels)
     out: dict[str, Any] = {
         "metric": "top1",

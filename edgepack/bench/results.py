@@ -64,6 +64,12 @@ class BenchSubject:
     save_dir: Path  # where results go: <package>/bench or <tflite dir>/bench
 
     @property
+    def profile_sha256(self) -> str | None:
+        """The target profile hash the package's manifest records (None: a bare .tflite)."""
+        sha = ((self.manifest or {}).get("target") or {}).get("sha256")
+        return sha if isinstance(sha, str) else None
+
+    @property
     def profile_dict(self) -> dict[str, Any] | None:
         if self.manifest is None:
             return None
@@ -139,9 +145,12 @@ def make_result(
     device: dict[str, Any],
     harness: dict[str, Any],
     created_at: _dt.datetime | None = None,
+    profile_sha256: str | None = None,
 ) -> dict[str, Any]:
+    """``profile_sha256``: hash of the target profile the run used (the package's, from its
+    manifest); the latency gate counts only results of the package's own profile."""
     when = created_at or now_utc()
-    return {
+    doc = {
         "schema": RESULT_SCHEMA,
         "package": {
             "name": subject.name,
@@ -149,11 +158,22 @@ def make_result(
             "model_sha256": subject.model_sha256,
         },
         "target": target,
+        "profile_sha256": profile_sha256,
         "transport": transport,
         "device": device,
         "created_at": when.isoformat(),
         "harness": harness,
     }
+    tpu = (subject.manifest or {}).get("edgetpu")
+    if isinstance(tpu, dict) and tpu.get("compiled") is not True:
+        doc["edgetpu"] = {"compiled": False, "note": EDGETPU_NOT_COMPILED}
+    return doc
+
+
+EDGETPU_NOT_COMPILED = (
+    "the package is NOT compiled for the Edge TPU (edgetpu_compiler did not run at build "
+    "time): these figures are the CPU's, not the accelerator's"
+)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -212,7 +232,7 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         temps = f"{_fmt(b, ' C', 1)} -> {_fmt(a, ' C', 1)}"
     rt = h.get("runtime") or {}
     ident = result.get("device") or {}
-    return [
+    rows = [
         ("device", f"{ident.get('name') or '-'} ({result['transport']})"),
         ("target", str(result["target"])),
         ("runtime", f"{rt.get('name') or '-'} {rt.get('version') or ''}".strip()),
@@ -237,6 +257,9 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("temperature", temps or "-"),
         ("throttled", str(th.get("throttled") or "-")),
     ]
+    if result.get("edgetpu"):
+        rows.insert(2, ("edgetpu", "NOT compiled for the Edge TPU: CPU figures"))
+    return rows
 
 
 # --------------------------------------------------------------------------- baseline

@@ -116,7 +116,12 @@ def register(app: typer.Typer) -> None:
         transport = plan.make_transport(kind, profile, conn)
         harness = transport.run(subject.model_path, options)
         result = make_result(
-            subject, profile.name, transport.kind, transport.device_identity(), harness
+            subject,
+            profile.name,
+            transport.kind,
+            transport.device_identity(),
+            harness,
+            profile_sha256=subject.profile_sha256 or profile.sha256,
         )
         comparison = compare(base, harness, threshold) if base is not None else None
         if comparison is not None:
@@ -136,6 +141,8 @@ def _print_result(result: dict[str, Any], saved: Path | None) -> None:
     from edgepack.bench.results import summary_rows
 
     echo_table(["", result["package"]["name"]], summary_rows(result))
+    if result.get("edgetpu"):
+        typer.echo(f"note: {result['edgetpu']['note']}")
     for w in result["harness"].get("warnings") or []:
         typer.echo(f"warning: {w}", err=True)
     if saved:
@@ -172,7 +179,12 @@ def _bench_fleet(
     for o in outcomes:
         if o.harness is not None:
             result = make_result(
-                subject, profile.name, o.device.transport.value, o.identity, o.harness
+                subject,
+                profile.name,
+                o.device.transport.value,
+                o.identity,
+                o.harness,
+                profile_sha256=subject.profile_sha256 or profile.sha256,
             )
             saved = None if no_save else save_result(result, subject.save_dir)
             results.append({**result, "saved_to": str(saved) if saved else None})
@@ -218,6 +230,8 @@ def _bench_fleet(
         echo_table(
             ["device", "transport", "status", "p50 ms", "p90 ms", "mean ms", "runs", "error"], rows
         )
+        if results and results[0].get("edgetpu"):
+            typer.echo(f"note: {results[0]['edgetpu']['note']}")
         for f in failures:
             typer.echo(f"error: {f['device']}: {f['error']}", err=True)
             if f["hint"]:

@@ -68,6 +68,18 @@ def register(app: typer.Typer) -> None:
             "--min-fidelity",
             help="Fail the build if the output cosine vs the float model is below this (e.g. 0.99).",
         ),
+        no_accuracy_gate: bool = typer.Option(
+            False,
+            "--no-accuracy-gate",
+            help="Do not enforce the target profile's default accuracy guard on --eval data "
+            "(recorded in the manifest).",
+        ),
+        allow_missing_latency: bool = typer.Option(
+            False,
+            "--allow-missing-latency",
+            help="Release even when no benchmark result from a device of the target exists "
+            "for a max_latency_ms gate (default: exit 3).",
+        ),
         auto_fallback: bool = typer.Option(
             False,
             "--auto-fallback",
@@ -168,6 +180,8 @@ def register(app: typer.Typer) -> None:
             eval_samples=eval_samples,
             max_accuracy_drop=max_accuracy_drop,
             min_fidelity=min_fidelity,
+            accuracy_gate=False if no_accuracy_gate else None,
+            allow_missing_latency=allow_missing_latency,
             auto_fallback=auto_fallback or None,
             fallback_budget=fallback_budget,
             fallback_precision=_fallback_precision(fallback_precision),
@@ -240,6 +254,7 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
         eval_samples=over.eval_samples,
         max_accuracy_drop=over.max_accuracy_drop,
         min_fidelity=over.min_fidelity,
+        accuracy_gate=over.accuracy_gate is not False,
         auto_fallback=bool(over.auto_fallback),
         fallback_budget=over.fallback_budget,
         fallback_precision=over.fallback_precision or FallbackPrecision.FLOAT,
@@ -254,11 +269,37 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
         result = run_build(plan, progress=lambda m: report(target, m))
     if json_:
         echo_json(result.manifest)
-        return 0
-    echo_pairs(result.rows)
-    files = ", ".join([*result.manifest["files"], "manifest.json"])
-    typer.echo(f"\nwrote {result.package}/ ({files})")
+    else:
+        echo_pairs(result.rows)
+        files = ", ".join([*result.manifest["files"], "manifest.json"])
+        typer.echo(f"\nwrote {result.package}/ ({files})")
+    _latency_gate(plan, result, over.allow_missing_latency)
     return 0
+
+
+def _latency_gate(plan: Any, result: Any, allow_missing: bool) -> None:
+    """The profile's max_latency_ms on the written package: fails closed like the matrix's."""
+    from edgepack.errors import GateError
+    from edgepack.release.config import Gates
+    from edgepack.release.matrix import GateStatus, evaluate_gates
+
+    limit = plan.budgets.max_latency_ms
+    if limit is None:
+        return
+    gates = Gates(max_latency_ms=limit, allow_missing_latency=allow_missing)
+    (g,) = [
+        g
+        for g in evaluate_gates(gates, result.manifest, result.package, None)
+        if g.gate.startswith("max_latency_ms")
+    ]
+    if g.status is GateStatus.SKIPPED:
+        typer.echo(f"{g.gate}: skipped ({g.detail})", err=True)
+    elif g.status is not GateStatus.PASS:
+        raise GateError(
+            f"latency gate failed: {g.gate}: "
+            + (f"{g.value} > {g.limit}" if g.value is not None else g.detail),
+            "the package was written (inspect it); the release gate fails the pipeline",
+        )
 
 
 def _print_plan(plan: Any) -> None:
@@ -307,8 +348,8 @@ def _matrix(plan: Any, json_: bool, quiet: bool) -> int:
             if o.hint:
                 typer.echo(f"hint: {o.hint}", err=True)
         for g in o.gates:
-            if g.status.value == "no data":
-                typer.echo(f"{o.id}: {g.gate}: no data ({g.detail})", err=True)
+            if g.status.value == "skipped":
+                typer.echo(f"{o.id}: {g.gate}: skipped ({g.detail})", err=True)
     built = [str(o.package) for o in result.outcomes if o.package is not None]
     if built:
         typer.echo(f"\nwrote {len(built)} package(s): {', '.join(built)}")

@@ -117,7 +117,11 @@ def register(app: typer.Typer) -> None:
                 [(c.name, c.status.value.upper(), c.detail) for c in rep.checks],
             )
         if rep.ok and not json_:
-            typer.echo(f"\n{package}: verified")
+            uncompiled = any(c.name == "edgetpu" and c.status.value == "skip" for c in rep.checks)
+            typer.echo(
+                f"\n{package}: verified"
+                + (" (NOT compiled for the Edge TPU: it runs on the CPU)" if uncompiled else "")
+            )
         rep.raise_if_failed()  # VerifyError: printed by the CLI, exit code 6
 
     @app.command("report")

@@ -72,6 +72,10 @@ class Gates(_Strict):
     # result in the package's bench/ folder for the same model bytes.
     latency_result: str | None = None
     latency_stat: Literal["p50", "p90", "p99", "mean"] = "p50"
+    # Explicit opt-outs (recorded): release without a matching latency result; build without
+    # the profile's default accuracy guard.
+    allow_missing_latency: bool = False
+    accuracy_gate: bool = True
 
     def merged(self, over: Gates) -> Gates:
         """``over``'s explicitly set values on top of these."""
@@ -229,6 +233,8 @@ class Overrides:
     eval_samples: int | None = None
     max_accuracy_drop: float | None = None
     min_fidelity: float | None = None
+    accuracy_gate: bool | None = None  # False: --no-accuracy-gate
+    allow_missing_latency: bool = False
     auto_fallback: bool | None = None
     fallback_budget: int | None = None
     fallback_precision: Any = None  # edgepack.accuracy.fallback.FallbackPrecision
@@ -479,10 +485,17 @@ def resolve(
             problems.append(f"{where}: {err.message}" + (f" ({err.hint})" if err.hint else ""))
             continue
         gates = default_gates.merged(e.gates)
+        if over.accuracy_gate is False:  # the CLI wins over the file's accuracy limits
+            gates = gates.merged(Gates(accuracy_gate=False, max_accuracy_drop=None))
+            gates = gates.merged(Gates(min_fidelity=None))
         if over.max_accuracy_drop is not None:
             gates = gates.merged(Gates(max_accuracy_drop=over.max_accuracy_drop))
         if over.min_fidelity is not None:
             gates = gates.merged(Gates(min_fidelity=over.min_fidelity))
+        if over.allow_missing_latency:
+            gates = gates.merged(Gates(allow_missing_latency=True))
+        if gates.max_latency_ms is None and profile.budgets.max_latency_ms is not None:
+            gates = gates.merged(Gates(max_latency_ms=profile.budgets.max_latency_ms))
         if over.output is not None:
             dest = over.output
         elif e.output is not None and over.output_dir is None:
@@ -507,6 +520,7 @@ def resolve(
             min_fidelity=gates.min_fidelity,
             max_model_kb=gates.max_model_kb,
             max_ram_mb=gates.max_ram_mb,
+            accuracy_gate=gates.accuracy_gate,
             auto_fallback=bool(
                 over.auto_fallback if over.auto_fallback is not None else e.auto_fallback
             ),
@@ -656,7 +670,9 @@ def render_template(
         "# min_fidelity = 0.99         # output cosine vs the float model (needs eval data)",
         "# max_model_kb = 512",
         "# max_ram_mb = 64             # estimate: weights + activations",
-        "# max_latency_ms = 20         # from a benchmark result (edgepack bench):",
+        "# max_latency_ms = 20         # from `edgepack bench` on a device of the target:",
+        "# allow_missing_latency = true  # no such result: release anyway (default: exit 3)",
+        "# accuracy_gate = false       # opt out of the profile's default accuracy guard",
         '# latency_stat = "p50"        # p50 | p90 | p99 | mean',
         '# latency_result = "results/rpi4.json"   # default: newest bench/ result of the package',
         "",

@@ -48,7 +48,8 @@ class Status(str, Enum):
 class GateStatus(str, Enum):
     PASS = "pass"
     FAIL = "fail"
-    NO_DATA = "no data"
+    NO_DATA = "no data"  # fails the release: a gate without data never passes
+    SKIPPED = "skipped"  # no data, and the user opted out explicitly (allow_missing_latency)
 
 
 @dataclass
@@ -238,44 +239,104 @@ def evaluate_gates(
     return out
 
 
+_ARCH = {"arm64": "aarch64", "arm64-v8a": "aarch64", "amd64": "x86_64", "armeabi-v7a": "armv7l"}
+
+
+def _arch(name: Any) -> str | None:
+    return _ARCH.get(str(name).lower(), str(name).lower()) if name else None
+
+
+def result_mismatch(doc: dict[str, Any], manifest: dict[str, Any]) -> str | None:
+    """Why a benchmark result does not count for this package's latency gate (None: it does).
+
+    A result counts when it measured this model's bytes, with this package's target profile
+    (name and sha256), over the profile's transport (a local run is this machine, never an
+    SSH or adb board), on a device whose architecture is the profile's. A profile benchmarked
+    locally (``bench.transport = "local"``, the host) describes whatever machine runs it.
+    """
+    target = manifest.get("target") or {}
+    if (doc.get("package") or {}).get("model_sha256") != manifest["model"]["sha256"]:
+        return "measured on another model build"
+    if doc.get("target") != target.get("name"):
+        return f"measured for target '{doc.get('target')}', not '{target.get('name')}'"
+    if doc.get("profile_sha256") is None:
+        return "the result does not record its target profile (benchmarked by an older edgepack)"
+    if doc.get("profile_sha256") != target.get("sha256"):
+        return "measured with another version of the target profile"
+    profile = target.get("profile") or {}
+    transport = (profile.get("bench") or {}).get("transport")
+    if doc.get("transport") != transport:
+        return (
+            f"measured over {doc.get('transport')}: {target.get('name')} devices are "
+            f"benchmarked over {transport}"
+        )
+    if transport == "local":
+        return None  # the profile of the machine running edgepack
+    want = _arch((profile.get("device") or {}).get("arch"))
+    got = _arch(((doc.get("harness") or {}).get("device") or {}).get("machine"))
+    if got is None:
+        return "the result records no device architecture"
+    if got != want:
+        return f"measured on a {got} device over {doc.get('transport')}, the target is {want}"
+    return None
+
+
+def how_to_bench(manifest: dict[str, Any], package: Path) -> str:
+    """The command that produces a result the latency gate counts."""
+    profile = (manifest.get("target") or {}).get("profile") or {}
+    transport = (profile.get("bench") or {}).get("transport")
+    name = (manifest.get("target") or {}).get("name")
+    device = {"ssh": f" --host user@<{name} device>", "adb": " --serial <device serial>"}
+    return f"edgepack bench {package}{device.get(str(transport), '')}"
+
+
 def _latency_gate(
     gates: Gates, manifest: dict[str, Any], package: Path, latency_result: Path | None
 ) -> GateResult:
     limit = gates.max_latency_ms
     assert limit is not None
-    sha = manifest["model"]["sha256"]
     name = f"max_latency_ms ({gates.latency_stat})"
+    target = (manifest.get("target") or {}).get("name")
+    how = (
+        f"run `{how_to_bench(manifest, package)}` on a {target} device, then build again; "
+        "or set allow_missing_latency = true in [gates] (--allow-missing-latency) to release "
+        "without a latency figure"
+    )
+
+    def missing(detail: str) -> GateResult:
+        if gates.allow_missing_latency:
+            return GateResult(name, limit, None, GateStatus.SKIPPED, f"{detail} (opted out)")
+        return GateResult(name, limit, None, GateStatus.NO_DATA, f"{detail}: {how}")
+
     if latency_result is not None:
         try:
             doc = json.loads(latency_result.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             return GateResult(name, limit, None, GateStatus.FAIL, f"{latency_result}: {exc}")
         value = latency_value(doc, gates.latency_stat) if isinstance(doc, dict) else None
         if value is None:
             return GateResult(
                 name, limit, None, GateStatus.FAIL, f"{latency_result} is not a bench result"
             )
-        stale = (doc.get("package") or {}).get("model_sha256") not in (None, sha)
-        detail = f"{latency_result}" + (" (measured on another model build)" if stale else "")
+        why = result_mismatch(doc, manifest)
+        if why is not None:
+            return missing(f"{latency_result} does not count ({why})")
         ok = value <= limit
-        return GateResult(name, limit, value, GateStatus.PASS if ok else GateStatus.FAIL, detail)
-    matching = [
-        (n, d)
-        for n, _, d in _bench_results(package / "bench")
-        if (d.get("package") or {}).get("model_sha256") == sha
-    ]
-    if not matching:
         return GateResult(
-            name,
-            limit,
-            None,
-            GateStatus.NO_DATA,
-            "no benchmark result for this model yet: run `edgepack bench` on the package",
+            name, limit, value, GateStatus.PASS if ok else GateStatus.FAIL, str(latency_result)
+        )
+    results = _bench_results(package / "bench")
+    matching = [(n, d) for n, _, d in results if result_mismatch(d, manifest) is None]
+    if not matching:
+        ignored = "; ".join(f"bench/{n}: {result_mismatch(d, manifest)}" for n, _, d in results)
+        return missing(
+            f"no benchmark result from a {target} device for this model"
+            + (f" (ignored {ignored})" if ignored else "")
         )
     fname, doc = max(matching, key=lambda nd: str(nd[1].get("created_at", "")))
     value = latency_value(doc, gates.latency_stat)
     if value is None:
-        return GateResult(name, limit, None, GateStatus.NO_DATA, f"bench/{fname} has no stats")
+        return missing(f"bench/{fname} has no {gates.latency_stat}")
     ok = value <= limit
     return GateResult(
         name, limit, value, GateStatus.PASS if ok else GateStatus.FAIL, f"bench/{fname}"
@@ -423,7 +484,7 @@ def _outcome(
                 (bench / n).write_bytes(b)
                 out.restored_bench.append(n)
     out.gates = evaluate_gates(job.gates, out.manifest, job.dest, job.latency_result)
-    failed = [g for g in out.gates if g.status is GateStatus.FAIL]
+    failed = [g for g in out.gates if g.status in (GateStatus.FAIL, GateStatus.NO_DATA)]
     if failed:
         out.status = Status.GATE_FAILED
         out.message = "; ".join(
@@ -470,7 +531,7 @@ def summary_rows(result: MatrixResult) -> list[tuple[str, ...]]:
         acc = (
             f"{d['accuracy']:.2f}% ({d['accuracy_drop']:+.2f})"
             if d["accuracy"] is not None
-            else "-"
+            else ("not measured" if o.manifest is not None else "-")
         )
         gates = ", ".join(
             f"{g.gate.split(' ')[0].removeprefix('max_')} {g.status.value}" for g in o.gates

@@ -170,6 +170,7 @@ def collect(inputs: list[Path]) -> dict[str, Any]:
                 "accuracy_drop": acc.get("drop_points"),
                 "fidelity": metrics.get("fidelity"),
                 "gates": metrics.get("gates") or [],
+                "accuracy_gate": m.get("accuracy_gate"),
                 "model_sha256": (m.get("model") or {}).get("sha256"),
                 "host_latency": host_built or None,
                 "layers": _layers(model_path) if model_path.is_file() else [],
@@ -184,13 +185,37 @@ def _fmt_kb(n: Any) -> str:
     return f"{n / 1024:.1f} KB" if isinstance(n, (int, float)) else "-"
 
 
+def _gate_badges(p: dict[str, Any]) -> str:
+    """Each gate with its value and limit; failed gates, and an accuracy gate that did not
+    run (no eval data, or opted out), in red."""
+    badges = []
+    for g in p["gates"]:
+        ok = g.get("passed") is True
+        name = str(g.get("gate", ""))
+        text = f"{name} {g.get('value')} {g.get('op', '<=')} {g.get('limit')}: "
+        badges.append(
+            f'<span class="gate {"pass" if ok else "fail"}" data-gate="{html.escape(name)}" '
+            f'data-status="{"pass" if ok else "fail"}">'
+            f"{html.escape(text)}{'pass' if ok else 'FAIL'}</span>"
+        )
+    guard = p.get("accuracy_gate")
+    if isinstance(guard, dict) and guard.get("status") != "enforced":
+        status = str(guard.get("status"))
+        reason = f" ({guard['reason']})" if guard.get("reason") else ""
+        badges.append(
+            '<span class="gate fail" data-gate="accuracy" data-status="missing">'
+            f"accuracy gate: {html.escape(status + reason)}</span>"
+        )
+    return " ".join(badges) or "-"
+
+
 def _summary_table(data: dict[str, Any]) -> str:
     rows = []
     for p in data["packages"]:
         acc = (
             f"{p['float_accuracy']:.2f}% &rarr; {p['accuracy']:.2f}% ({0.0 - p['accuracy_drop']:+.2f})"
             if p["accuracy"] is not None
-            else "-"
+            else "not measured"
         )
         bench = [b for b in p["bench"] if b["stats"].get("p50_ms") is not None]
         dev = (
@@ -200,14 +225,7 @@ def _summary_table(data: dict[str, Any]) -> str:
         )
         hl = p["host_latency"]
         host = f"{hl['median_ms']:.3f} ms" if hl and "median_ms" in hl else "-"
-        gates = (
-            " ".join(
-                f'<span class="gate {"pass" if g.get("passed") else "fail"}">'
-                f"{html.escape(str(g.get('gate', '')).removeprefix('max_'))}</span>"
-                for g in p["gates"]
-            )
-            or "-"
-        )
+        gates = _gate_badges(p)
         rows.append(
             "<tr>"
             + "".join(

@@ -94,7 +94,39 @@ def verify_package(package: str | Path, target: str | None = None) -> VerifyRepo
     _check_files(pkg, manifest, rep)
     _check_model(pkg, manifest, rep)
     _check_profile(manifest, target, rep)
+    _check_edgetpu(manifest, rep)
     return rep
+
+
+NOT_COMPILED = (
+    "NOT compiled for the Edge TPU: edgetpu_compiler did not run at build time, so the "
+    "model runs on the CPU, not the accelerator (the build's pre-flight is only a prediction)"
+)
+
+
+def _check_edgetpu(manifest: dict[str, Any], rep: VerifyReport) -> None:
+    """Edge TPU packages: say plainly whether the model is compiled for the accelerator."""
+    tpu = manifest.get("edgetpu")
+    if not isinstance(tpu, dict):
+        return
+    if tpu.get("compiled") is True:
+        ok = manifest.get("model_file") == tpu.get("file")
+        rep.add(
+            "edgetpu",
+            ok,
+            f"compiled by edgetpu_compiler: {tpu.get('file')}"
+            if ok
+            else f"the manifest says compiled ({tpu.get('file')}) but model_file is "
+            f"{manifest.get('model_file')}",
+        )
+    else:
+        rep.add("edgetpu", None, NOT_COMPILED)
+
+
+def edgetpu_uncompiled(manifest: dict[str, Any] | None) -> bool:
+    """An Edge TPU package whose model was never compiled by edgetpu_compiler."""
+    tpu = (manifest or {}).get("edgetpu")
+    return isinstance(tpu, dict) and tpu.get("compiled") is not True
 
 
 def _check_manifest(pkg: Path, rep: VerifyReport) -> dict[str, Any] | None:

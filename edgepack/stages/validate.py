@@ -26,6 +26,7 @@ from edgepack.targets import Budgets
 from edgepack.tflite import read_model
 
 NAME = "validate"
+NOT_MEASURED = "no --eval data (calibration data is not held out: no accuracy is claimed on it)"
 PARITY_SAMPLES = 64
 
 
@@ -110,7 +111,12 @@ def run(
     latency_runs: int = 50,
     min_fidelity: float | None = None,
     raise_on_fail: bool = True,
+    data_kind: str = "eval",
+    profile_limits: tuple[str, ...] = (),
 ) -> ValidationReport:
+    """``data_kind``: "eval" (held-out data), "calibration" or "random". Accuracy is measured
+    on eval data only; on anything else it is recorded as not measured. ``profile_limits``:
+    the gates whose limit is the target profile's default (named so in a failure)."""
     ctx.progress("validate: parity, accuracy, size, host latency")
     rep = ValidationReport()
     with ctx.timed() as elapsed:
@@ -124,15 +130,20 @@ def run(
         out = built_runner.run(list(boundary))
         rep.metrics["fidelity"] = fidelity(ref[0], out[0])
         rep.metrics["samples"] = len(data)
-        rep.metrics["data"] = "eval" if data.labels is not None else "unlabelled"
-        if data.labels is not None:
+        labels = data.labels if data_kind == "eval" else None
+        rep.metrics["data"] = (
+            data_kind if data_kind != "eval" else ("eval" if labels is not None else "unlabelled")
+        )
+        if data_kind != "eval":
+            rep.metrics["accuracy"] = {"measured": False, "reason": NOT_MEASURED}
+        if labels is not None:
             if torch_model.reference is not None:
                 # Compressed: the drop is measured against the model as the user gave it.
                 original = torch_outputs(torch_model.reference, data.inputs)
-                acc = accuracy(original[0], out[0], data.labels)
-                acc["compressed_float"] = top1(ref[0], data.labels)
+                acc = accuracy(original[0], out[0], labels)
+                acc["compressed_float"] = top1(ref[0], labels)
             else:
-                acc = accuracy(ref[0], out[0], data.labels)
+                acc = accuracy(ref[0], out[0], labels)
             rep.metrics["accuracy"] = acc
             if max_accuracy_drop is not None:
                 drop = acc["drop_points"]
@@ -174,42 +185,45 @@ def run(
             "max_accuracy_drop": max_accuracy_drop,
             "min_fidelity": min_fidelity,
             "samples": len(data),
+            "data": rep.metrics["data"],
             "parity_samples": rep.metrics["float_parity"]["samples"],
         },
         metrics={k: v for k, v in rep.metrics.items() if k != "gates"},
         seconds=elapsed(),
     )
     if raise_on_fail:
-        raise_for_gates(rep, built.kind)
+        raise_for_gates(rep, built.kind, profile_limits)
     return rep
 
 
 ACCURACY_GATES = ("max_accuracy_drop", "min_fidelity")
 
 
-def raise_for_gates(rep: ValidationReport, kind: str) -> None:
+def raise_for_gates(rep: ValidationReport, kind: str, profile_limits: tuple[str, ...] = ()) -> None:
     """Raise GateError for the first failed gate (accuracy and fidelity gates first)."""
     failed = sorted(rep.failed, key=lambda g: g["gate"] not in ACCURACY_GATES)
     if not failed:
         return
     g = failed[0]
+    default = " (the target profile's default)" if g["gate"] in profile_limits else ""
     hint = (
         "try another --quantization (dynamic-range keeps activations float), more "
-        "representative --calibration data, or --auto-fallback"
+        "representative --calibration data, or --auto-fallback; --max-accuracy-drop / "
+        "--min-fidelity set your own limit, --no-accuracy-gate turns the gate off (recorded)"
     )
     if g["gate"] == "max_accuracy_drop":
         acc = rep.metrics["accuracy"]
         raise GateError(
             f"accuracy gate failed: top-1 dropped {acc['drop_points']:.2f} points "
             f"(float {acc['float']:.2f}% -> {kind} {acc['quantized']:.2f}%), "
-            f"the limit is {g['limit']} points; no package was written",
+            f"the limit is {g['limit']} points{default}; no package was written",
             hint,
         )
     if g["gate"] == "min_fidelity":
         fid = rep.metrics["fidelity"]
         raise GateError(
             f"fidelity gate failed: output cosine vs the float model {fid['cosine']:.4f} < "
-            f"{g['limit']} (SNR {fid['snr_db']:.1f} dB, max abs error {fid['max_abs_diff']:.4g}) "
+            f"{g['limit']}{default} (SNR {fid['snr_db']:.1f} dB, max abs error {fid['max_abs_diff']:.4g}) "
             f"for {kind}; no package was written",
             hint,
         )

@@ -33,7 +33,8 @@ def plain_package(digits_files, tmp_path_factory: pytest.TempPathFactory) -> Pat
     from edgepack.cli import main
 
     out = tmp_path_factory.mktemp("plain") / "pkg"
-    assert main(digits_args(digits_files, out)) == 0
+    # full-int8 as it comes out (~40 points lost): explicitly ungated
+    assert main(digits_args(digits_files, out, "--no-accuracy-gate")) == 0
     return out
 
 

@@ -170,7 +170,7 @@ def test_accelerator_target_keeps_float_ops_in_one_tail(digits_files, tmp_path, 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (("--auto-fallback",), "--auto-fallback needs a gate"),
+        (("--auto-fallback", "--no-accuracy-gate"), "--auto-fallback needs a gate"),
         (
             ("--auto-fallback", "-q", "dynamic-range", "--max-accuracy-drop", "1"),
             "applies to full-int8",

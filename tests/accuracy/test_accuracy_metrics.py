@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from edgepack.accuracy import metrics
+from edgepack.errors import DataError
 from edgepack.stages import validate
 
 
@@ -93,3 +94,22 @@ def test_non_finite_outputs_score_as_worst() -> None:
 def test_validate_uses_the_shared_implementation() -> None:
     assert validate.fidelity is metrics.fidelity
     assert validate.top1 is metrics.top1
+
+
+@pytest.mark.parametrize(
+    ("logits_shape", "labels", "message"),
+    [
+        ((4, 10), np.array([0, 3, 10, 2]), "1 of 4 labels lie outside 0..9 (the model has 10"),
+        ((4, 10), np.array([0, -1, 2, 2]), "1 of 4 labels lie outside 0..9"),
+        ((4, 10), np.array([0.0, 1.0, 2.0, 3.0]), "labels must be 1-D integer class indices"),
+        ((4, 1), np.array([0, 0, 0, 0]), "output [4, 1] is not a classifier's [N, C] scores"),
+        ((4, 3, 8, 8), np.array([0, 1, 2, 0]), "output [4, 3, 8, 8] is not a classifier's"),
+    ],
+)
+def test_accuracy_refuses_meaningless_labels(logits_shape, labels, message) -> None:
+    """Never "0% -> 0%: pass": top-1 against labels that cannot be class indices is an error."""
+    logits = np.random.default_rng(0).standard_normal(logits_shape).astype(np.float32)
+    with pytest.raises(DataError) as exc:
+        metrics.accuracy(logits, logits, labels)
+    assert message in exc.value.message
+    assert "labels are class indices 0..C-1" in exc.value.hint

@@ -264,3 +264,28 @@ def test_coral_package_loads_the_edgetpu_delegate(
     assert (d["applied"], d["delegated_nodes"], d["total_nodes"]) == (True, 1, 6)
     assert h["stats"]["count"] == 3 and all(x > 0 for x in h["latencies_ms"])
     assert json.loads(Path(doc["saved_to"]).read_text())["harness"] == h
+
+
+@pytest.mark.integration
+def test_bench_says_an_uncompiled_coral_package_is_not_on_the_accelerator(
+    tmp_path, tiny_tflite, ssh_home, capsys
+):
+    """A coral package built without edgetpu_compiler: the figures are the CPU's, and the
+    output says so in the table, in a note line and in the saved result."""
+    pkg = make_package(tmp_path, tiny_tflite, "coral-usb", device_python=sys.executable)
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    manifest["edgetpu"] = {"compiled": False, "log": {}, "note": "edgetpu_compiler not found"}
+    (pkg / "manifest.json").write_text(json.dumps(manifest))
+    argv = ["bench", str(pkg), "--host", "benchbox", "--runs", "2", "--delegate", "none"]
+    code = main(argv)
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "NOT compiled for the Edge TPU: CPU figures" in out
+    assert (
+        "note: the package is NOT compiled for the Edge TPU (edgetpu_compiler did not run at "
+        "build time): these figures are the CPU's, not the accelerator's"
+    ) in out
+    (saved,) = (pkg / "bench").glob("*.json")
+    doc = json.loads(saved.read_text())
+    assert doc["edgetpu"]["compiled"] is False
+    assert doc["profile_sha256"] == manifest["target"]["sha256"]

@@ -110,3 +110,26 @@ def test_result_file_name_and_save(tmp_path) -> None:
     first, second = save_result(r, subject.save_dir), save_result(r, subject.save_dir)
     assert first != second and second.name.endswith("-2.json")
     assert json.loads(first.read_text()) == r
+
+
+def test_result_records_the_profile_and_an_uncompiled_edge_tpu_package(tmp_path) -> None:
+    from edgepack.bench.results import BenchSubject, summary_rows
+    from edgepack.targets import load_target
+
+    coral = load_target("coral-usb")
+    h = {**harness(1, 2), "delegate": {"requested": "edgetpu"}}
+    manifest = {"target": {"name": "coral-usb"}, "edgetpu": {"compiled": False, "log": {}}}
+    subject = BenchSubject(
+        "m", tmp_path / "m.tflite", "ab" * 32, manifest, "cd" * 32, "coral-usb", tmp_path
+    )
+    r = make_result(subject, "coral-usb", "ssh", {"name": "pi"}, h, profile_sha256=coral.sha256)
+    assert r["profile_sha256"] == coral.sha256
+    assert r["edgetpu"]["compiled"] is False
+    assert "NOT compiled for the Edge TPU" in r["edgetpu"]["note"]
+    assert "the CPU's, not the accelerator's" in r["edgetpu"]["note"]
+    rows = dict(summary_rows(r))
+    assert rows["edgetpu"] == "NOT compiled for the Edge TPU: CPU figures"
+    compiled = {**manifest, "edgetpu": {"compiled": True, "file": "model_edgetpu.tflite"}}
+    subject = BenchSubject("m", tmp_path / "m.tflite", "ab" * 32, compiled, "cd", "x", tmp_path)
+    r = make_result(subject, "coral-usb", "ssh", {"name": "pi"}, h)
+    assert "edgetpu" not in r and "edgetpu" not in dict(summary_rows(r))

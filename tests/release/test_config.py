@@ -330,3 +330,44 @@ def test_compression_section_errors_are_reported(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as e:
         resolve(parse_config(cfg, "edgepack.toml"), project / "edgepack.toml", Overrides())
     assert "distillation needs training data" in e.value.message
+
+
+def test_gate_opt_outs_are_explicit_and_resolved(project: Path) -> None:
+    """Both opt-outs default to the closed gate; the file or the CLI turns them off."""
+    code, out, err = run_cli(["build", "--dry-run", "--json"], project)
+    assert code == 0, err
+    gates = {t["id"]: t["gates"] for t in json.loads(out)["targets"]}
+    assert gates["rpi4"]["accuracy_gate"] is True
+    assert gates["rpi4"]["allow_missing_latency"] is False
+    cfg = CONFIG.replace(
+        "max_accuracy_drop = 1.0", "accuracy_gate = false\nallow_missing_latency = true"
+    )
+    (project / "edgepack.toml").write_text(cfg)
+    code, out, err = run_cli(["build", "--dry-run", "--json"], project)
+    assert code == 0, err
+    gates = {t["id"]: t["gates"] for t in json.loads(out)["targets"]}
+    assert gates["host"]["accuracy_gate"] is False and gates["host"]["allow_missing_latency"]
+    # An opted-out accuracy gate and a limit of one's own contradict each other.
+    code, _, err = run_cli(["build", "--dry-run", "--max-accuracy-drop", "1"], project)
+    assert code == 2 and "--no-accuracy-gate (accuracy_gate = false) turns the accuracy" in err
+    # On the command line --no-accuracy-gate wins over the file's limits (CLI over file).
+    (project / "edgepack.toml").write_text(CONFIG)
+    code, out, err = run_cli(["build", "--dry-run", "--json", "--no-accuracy-gate"], project)
+    assert code == 0, err
+    gates = {t["id"]: t["gates"] for t in json.loads(out)["targets"]}
+    assert gates["rpi4"]["accuracy_gate"] is False and "max_accuracy_drop" not in gates["rpi4"]
+    argv = ["build", "--dry-run", "--no-accuracy-gate", "--min-fidelity", "0.9"]
+    code, _, err = run_cli(argv, project)
+    assert code == 2 and "turns the accuracy gate off, but" in err
+
+
+def test_a_profile_latency_budget_becomes_the_latency_gate(project: Path) -> None:
+    tiny = (project / "boards" / "tiny.toml").read_text()
+    (project / "boards" / "tiny.toml").write_text(
+        tiny.replace("max_model_kb = 10", "max_model_kb = 10\nmax_latency_ms = 7")
+    )
+    code, out, err = run_cli(["build", "--dry-run", "--json"], project)
+    assert code == 0, err
+    gates = {t["id"]: t["gates"] for t in json.loads(out)["targets"]}
+    assert gates["tiny"]["max_latency_ms"] == 7 and gates["rpi4"]["max_latency_ms"] == 1000
+    assert "max_latency_ms" not in gates["host"]

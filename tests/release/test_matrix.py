@@ -30,13 +30,20 @@ def test_matrix_builds_every_target_and_keeps_them_when_one_fails(release: Relea
         # model_float32.tflite: the float reference `edgepack analyze` reads
         assert names == ["manifest.json", "model.tflite", "model_float32.tflite", "summary.md"]
     rows = {line.split()[0]: line for line in release.stdout.splitlines()[2:5]}
-    assert rows["rpi4"].split()[1] == "full-int8" and rows["rpi4"].endswith("ok")
+    # rpi4's max_latency_ms has no result from an rpi4 device: the gate fails closed.
+    assert rows["rpi4"].split()[1] == "full-int8" and rows["rpi4"].endswith("gate failed")
     assert rows["host"].split()[1] == "dynamic-range" and rows["host"].endswith("ok")
     assert rows["tiny"].endswith("gate failed") and "model_kb fail" in rows["tiny"]
     assert "accuracy_drop" not in rows["tiny"]  # it stopped on the profile's size budget
     assert "99.11%" in rows["rpi4"]
     assert "model_kb pass" in rows["rpi4"] and "latency_ms no data" in rows["rpi4"]
     assert "budget gate failed: max_model_kb" in release.stderr
+    assert (
+        "rpi4: gate failed: max_latency_ms (p50): no benchmark result from a rpi4 device for "
+        "this model: run `edgepack bench dist/digits-rpi4 --host user@<rpi4 device>` on a rpi4 "
+        "device, then build again; or set allow_missing_latency = true in [gates] "
+        "(--allow-missing-latency) to release without a latency figure"
+    ) in release.stderr
     assert "wrote 2 package(s)" in release.stdout
 
 
@@ -65,19 +72,26 @@ def test_rebuild_is_byte_identical_and_keeps_valid_bench_results(
     pkg = release.package("rpi4")
     old = tmp_path / "old"
     shutil.copytree(pkg, old)
-    bench = bench_package(pkg, runs=30)
-    p50 = json.loads(bench.read_text())["harness"]["stats"]["p50_ms"]
+    bench = bench_package(pkg, runs=30)  # a run on this machine, not on an rpi4
 
+    # The explicit opt-out releases without a latency figure; the host run never counts.
     code, out, err = run_cli(
-        ["build", "--target", "rpi4", "--force", "--jobs", "1", "--json"], release.project
+        [
+            *("build", "--target", "rpi4", "--force", "--jobs", "1", "--json"),
+            "--allow-missing-latency",
+        ],
+        release.project,
     )
     assert code == 0, err
     res = json.loads(out)
     (t,) = res["targets"]
     assert t["status"] == "ok" and t["restored_bench"] == [bench.name]
     latency = next(g for g in t["gates"] if g["gate"].startswith("max_latency_ms"))
-    assert latency["status"] == "pass" and latency["value"] == p50
-    assert latency["detail"] == f"bench/{bench.name}"
+    assert latency["status"] == "skipped" and latency["value"] is None
+    assert latency["detail"] == (
+        f"no benchmark result from a rpi4 device for this model (ignored bench/{bench.name}: "
+        "measured over local: rpi4 devices are benchmarked over ssh) (opted out)"
+    )
 
     # Reproducible: same model bytes, same summary, manifests differ only in "build".
     assert (pkg / "model.tflite").read_bytes() == (old / "model.tflite").read_bytes()
@@ -142,18 +156,60 @@ def test_release_gates_on_a_built_package(release: Release, tmp_path: Path) -> N
     ram = only(Gates(max_ram_mb=1))
     assert ram.status is GateStatus.PASS and ram.value == m["metrics"]["est_ram_mb_upper"]
     lat = only(Gates(max_latency_ms=5))
-    assert lat.status is GateStatus.NO_DATA  # nothing benchmarked yet
+    assert lat.status is GateStatus.NO_DATA  # nothing benchmarked yet: fails the release
+    assert "run `edgepack bench " in lat.detail and "--host user@<rpi4 device>`" in lat.detail
+    assert only(Gates(max_latency_ms=5, allow_missing_latency=True)).status is GateStatus.SKIPPED
+    # A run on this machine saved into the rpi4 package is not an rpi4 measurement.
     result = bench_package(pkg, runs=20)
+    lat = only(Gates(max_latency_ms=1e6))
+    assert lat.status is GateStatus.NO_DATA and lat.value is None
+    assert f"ignored bench/{result.name}: measured over local" in lat.detail
+
+    # The same harness document as if measured over SSH: the device facts decide. Every
+    # variant is written as an explicit result file (gates.latency_result).
     doc = json.loads(result.read_text())
     p90 = doc["harness"]["stats"]["p90_ms"]
-    lat = only(Gates(max_latency_ms=p90 / 2, latency_stat="p90"))
+
+    def as_result(**changes: object) -> Path:
+        d = json.loads(json.dumps(doc))
+        d["transport"] = "ssh"
+        d["harness"]["device"]["machine"] = "aarch64"
+        for key, value in changes.items():
+            if key == "machine":
+                d["harness"]["device"]["machine"] = value
+            elif key == "model_sha256":
+                d["package"]["model_sha256"] = value
+            else:
+                d[key] = value
+        out = tmp_path / f"r{len(list(tmp_path.glob('r*.json')))}.json"
+        out.write_text(json.dumps(d))
+        return out
+
+    lat = only(Gates(max_latency_ms=p90 / 2, latency_stat="p90"), as_result())
     assert lat.status is GateStatus.FAIL and lat.value == p90
-    # An explicit result file measured on another model is used, and flagged.
-    doc["package"]["model_sha256"] = "0" * 64
-    other = tmp_path / "other.json"
-    other.write_text(json.dumps(doc))
-    lat = only(Gates(max_latency_ms=1e6), other)
-    assert lat.status is GateStatus.PASS and "another model build" in lat.detail
+    assert only(Gates(max_latency_ms=1e6), as_result()).status is GateStatus.PASS
+    for changes, why in (
+        ({"machine": "x86_64"}, "measured on a x86_64 device over ssh, the target is aarch64"),
+        ({"target": "host"}, "measured for target 'host', not 'rpi4'"),
+        ({"profile_sha256": "0" * 64}, "measured with another version of the target profile"),
+        ({"profile_sha256": None}, "does not record its target profile"),
+        ({"model_sha256": "0" * 64}, "measured on another model build"),
+        ({"transport": "adb"}, "measured over adb: rpi4 devices are benchmarked over ssh"),
+    ):
+        lat = only(Gates(max_latency_ms=1e6), as_result(**changes))
+        assert lat.status is GateStatus.NO_DATA and why in lat.detail, (changes, lat.detail)
+
+
+def test_a_local_run_counts_for_the_host_package(release: Release, tmp_path: Path) -> None:
+    """The host profile is the machine running edgepack: a local run is its measurement."""
+    pkg = copy_package(release.package("host"), tmp_path / "h")
+    m = read_manifest(pkg)
+    result = bench_package(pkg, runs=20)
+    p50 = json.loads(result.read_text())["harness"]["stats"]["p50_ms"]
+    gates = evaluate_gates(Gates(max_latency_ms=1e6), m, pkg, None)
+    (lat,) = [g for g in gates if g.gate.startswith("max_latency_ms")]
+    assert lat.status is GateStatus.PASS and lat.value == p50
+    assert lat.detail == f"bench/{result.name}"
 
 
 def test_release_size_gate_fails_inside_the_build_and_writes_nothing(tmp_path: Path) -> None:
