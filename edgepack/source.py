@@ -19,6 +19,7 @@ from typing import Any
 
 from edgepack.errors import ModelLoadError, UsageError
 from edgepack.manifest import sha256_file
+from edgepack.pt2 import load_program
 from edgepack.stages.base import InputSpec, TorchModel
 
 _SHAPE_RE = re.compile(
@@ -345,8 +346,6 @@ def _check_runs(module: Any, example: tuple[Any, ...], specs: Sequence[InputSpec
 
 
 def _load_exported(path: Path, weights: Path | None, input_shapes: Sequence[str]) -> TorchModel:
-    import torch
-
     if not path.is_file():
         raise ModelLoadError(f"exported program not found: {path}", "pass an existing .pt2 file")
     if weights is not None:
@@ -354,13 +353,7 @@ def _load_exported(path: Path, weights: Path | None, input_shapes: Sequence[str]
             "--weights cannot be used with a .pt2 source (the program carries its weights)",
             "drop --weights",
         )
-    try:
-        ep = torch.export.load(path)
-    except Exception as exc:
-        raise ModelLoadError(
-            f"{path} is not a torch.export program: {_short_exc(exc)}",
-            "save one with torch.export.save(torch.export.export(model, args), 'model.pt2')",
-        ) from exc
+    ep = load_program(path)
     placeholders = [
         n
         for n in ep.graph.nodes
