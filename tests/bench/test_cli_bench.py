@@ -15,7 +15,7 @@ from edgepack.manifest import manifest_sha256, sha256_file
 
 @pytest.fixture()
 def rpi4_pkg(tmp_path: Path, tiny_tflite: Path) -> Path:
-    return make_package(tmp_path, tiny_tflite, "rpi4", device_python=sys.executable)
+    return make_package(tmp_path, tiny_tflite, "rpi4")
 
 
 @pytest.fixture()
@@ -33,7 +33,7 @@ def ssh_home(sshd, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.mark.integration
 def test_bench_package_over_ssh_json_and_saved(rpi4_pkg, ssh_home, sshd, capsys) -> None:
     argv = ["bench", str(rpi4_pkg), "--host", "benchbox", "--runs", "6", "--warmup-runs", "1"]
-    code = main([*argv, "--json"])
+    code = main([*argv, "--remote-python", sys.executable, "--json"])
     out = capsys.readouterr()
     assert code == 0, out.err
     doc = json.loads(out.out)
@@ -97,6 +97,8 @@ def test_unknown_host_key_needs_the_flag(rpi4_pkg, sshd, tmp_path, monkeypatch, 
         "--warmup-runs",
         "0",
         "--no-save",
+        "--remote-python",
+        sys.executable,
     ]
     assert main(args) == 4
     err = capsys.readouterr().err
@@ -223,8 +225,9 @@ def test_bad_baseline_file(host_pkg, tmp_path, capsys) -> None:
 def test_coral_package_loads_the_edgetpu_delegate(tmp_path, tiny_tflite, ssh_home, capsys):
     # No Edge TPU runtime here: the harness tries libedgetpu.so.1 (the coral profile's
     # delegate) and the failure names the package to install.
-    pkg = make_package(tmp_path, tiny_tflite, "coral-usb", device_python=sys.executable)
-    code = main(["bench", str(pkg), "--host", "benchbox", "--runs", "2", "--no-save"])
+    pkg = make_package(tmp_path, tiny_tflite, "coral-usb")
+    argv = ["bench", str(pkg), "--host", "benchbox", "--runs", "2", "--no-save"]
+    code = main([*argv, "--remote-python", sys.executable])
     err = capsys.readouterr().err
     assert code == 4
     assert "error: the benchmark failed on" in err
