@@ -328,7 +328,23 @@ def default_name(spec: str) -> str:
 
 
 def _slug(s: str) -> str:
-    return re.sub(r"[^a-z0-9._-]+", "-", s.lower()).strip("-") or "model"
+    slug = re.sub(r"[^a-z0-9._-]+", "-", s.lower())[:MAX_NAME_LENGTH]
+    return slug.strip("-.") or "model"
+
+
+MAX_NAME_LENGTH = 64
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"  # also the schema of edgepack.toml's model.name
+
+
+def name_problem(name: str, flag: str = "--name") -> str | None:
+    """Why ``name`` cannot name a package folder (<dir>/<name>-<target>), or None."""
+    if re.fullmatch(NAME_PATTERN, name) and len(name) <= MAX_NAME_LENGTH:
+        return None
+    shown = name if len(name) <= 40 else name[:37] + "..."
+    return (
+        f"{flag} {shown!r} is not a package name: use 1-{MAX_NAME_LENGTH} characters "
+        "a-z 0-9 . _ -, starting with a letter or digit (no path separators, no '..')"
+    )
 
 
 def _check_runs(module: Any, example: tuple[Any, ...], specs: Sequence[InputSpec]) -> None:
