@@ -267,3 +267,18 @@ def test_readback_mode_of_every_mode(float_tflite: Path, tmp_path: Path) -> None
         ctx = StageContext(workdir=tmp_path / mode.value)
         out = quantize.run(art, mode, IODtype.FLOAT32, calib, ctx)
         assert readback_mode(read_model(out.path)) == mode.value
+
+
+def test_float_ops_in_full_int8_need_a_recorded_fallback(release: Release, tmp_path: Path) -> None:
+    """A model with float compute is 'full-int8' only when the manifest records the fallback."""
+    from tests.release.conftest import copy_package
+
+    pkg = copy_package(release.package("host"), tmp_path / "digits-host")  # dynamic-range
+    edit_manifest(pkg, lambda m: m["quantization"].update(mode="full-int8"))
+    code, _doc, err = verify(pkg)
+    assert code == 6
+    assert "quantization.mode: manifest 'full-int8', the model is dynamic-range" in err
+    fallback = {"precision": "float", "kept": ["FULLY_CONNECTED"]}
+    edit_manifest(pkg, lambda m: m["quantization"].update(fallback=fallback))
+    code, doc, err = verify(pkg, "--target", "host")
+    assert status(doc)["recomputed"] == "pass", err
