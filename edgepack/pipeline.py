@@ -147,6 +147,10 @@ def check_plan(plan: BuildPlan) -> list[str]:
             problems.append("--max-accuracy-drop needs --eval data with labels")
     problems += _check_accuracy_options(plan)
     problems += _check_compression_options(plan)
+    if plan.name is not None:
+        from edgepack.source import name_problem
+
+        problems += [p for p in [name_problem(plan.name)] if p]
     if plan.require_edgetpu_compiler:
         from edgepack.stages import edgetpu
         from edgepack.targets import Delegate

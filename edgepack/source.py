@@ -19,6 +19,7 @@ from typing import Any
 
 from edgepack.errors import ModelLoadError, UsageError
 from edgepack.manifest import sha256_file
+from edgepack.pt2 import load_program
 from edgepack.stages.base import InputSpec, TorchModel
 
 _SHAPE_RE = re.compile(
@@ -327,7 +328,23 @@ def default_name(spec: str) -> str:
 
 
 def _slug(s: str) -> str:
-    return re.sub(r"[^a-z0-9._-]+", "-", s.lower()).strip("-") or "model"
+    slug = re.sub(r"[^a-z0-9._-]+", "-", s.lower())[:MAX_NAME_LENGTH]
+    return slug.strip("-.") or "model"
+
+
+MAX_NAME_LENGTH = 64
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"  # also the schema of edgepack.toml's model.name
+
+
+def name_problem(name: str, flag: str = "--name") -> str | None:
+    """Why ``name`` cannot name a package folder (<dir>/<name>-<target>), or None."""
+    if re.fullmatch(NAME_PATTERN, name) and len(name) <= MAX_NAME_LENGTH:
+        return None
+    shown = name if len(name) <= 40 else name[:37] + "..."
+    return (
+        f"{flag} {shown!r} is not a package name: use 1-{MAX_NAME_LENGTH} characters "
+        "a-z 0-9 . _ -, starting with a letter or digit (no path separators, no '..')"
+    )
 
 
 def _check_runs(module: Any, example: tuple[Any, ...], specs: Sequence[InputSpec]) -> None:
@@ -345,8 +362,6 @@ def _check_runs(module: Any, example: tuple[Any, ...], specs: Sequence[InputSpec
 
 
 def _load_exported(path: Path, weights: Path | None, input_shapes: Sequence[str]) -> TorchModel:
-    import torch
-
     if not path.is_file():
         raise ModelLoadError(f"exported program not found: {path}", "pass an existing .pt2 file")
     if weights is not None:
@@ -354,13 +369,7 @@ def _load_exported(path: Path, weights: Path | None, input_shapes: Sequence[str]
             "--weights cannot be used with a .pt2 source (the program carries its weights)",
             "drop --weights",
         )
-    try:
-        ep = torch.export.load(path)
-    except Exception as exc:
-        raise ModelLoadError(
-            f"{path} is not a torch.export program: {_short_exc(exc)}",
-            "save one with torch.export.save(torch.export.export(model, args), 'model.pt2')",
-        ) from exc
+    ep = load_program(path)
     placeholders = [
         n
         for n in ep.graph.nodes

@@ -2,6 +2,11 @@
 
 Defaults come from the target profile (``runtime`` and ``bench`` sections); explicit options
 win. The transport is ``--host`` -> ssh, ``--serial`` -> adb, else the profile's transport.
+
+A package is data: no command that runs on a device comes from it. The device's Python is
+``--remote-python``, a fleet entry's ``python``, the ``runtime.python`` of the profile the user
+named (a bare model's ``--target``, or the built-in profile of the package's target), or
+``python3`` - never the ``runtime.python`` copied into a package's manifest.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from edgepack.bench.options import BenchOptions
 from edgepack.bench.results import BenchSubject
 from edgepack.bench.transport import Transport
 from edgepack.errors import PackageError, ProfileError, UsageError
-from edgepack.targets import TargetProfile, load_target
+from edgepack.targets import TargetProfile, builtin_names, load_target
 from edgepack.targets import Transport as TransportKind
 
 
@@ -104,9 +109,24 @@ class Connection:
     accept_new_host_key: bool = False
     serial: str | None = None
     benchmark_binary: str | None = None
+    remote_python: str | None = None
 
 
-def make_transport(kind: TransportKind, profile: TargetProfile, c: Connection) -> Transport:
+def device_python(subject: BenchSubject, profile: TargetProfile, c: Connection) -> str:
+    """The command that starts Python on the device, from the user's side only."""
+    if c.remote_python:
+        return c.remote_python
+    if subject.manifest is None:
+        return profile.runtime.python or "python3"  # the user's own --target
+    if str(subject.target) in builtin_names():
+        return load_target(str(subject.target)).runtime.python or "python3"
+    return "python3"
+
+
+def make_transport(
+    kind: TransportKind, profile: TargetProfile, c: Connection, python: str = "python3"
+) -> Transport:
+    """``python`` is the device's Python command from :func:`device_python`."""
     if kind is TransportKind.SSH:
         from edgepack.bench.ssh import SshTransport
 
@@ -117,7 +137,7 @@ def make_transport(kind: TransportKind, profile: TargetProfile, c: Connection) -
             port=c.port,
             identity=c.identity,
             accept_new_host_key=c.accept_new_host_key,
-            python=profile.runtime.python or "python3",
+            python=python,
         )
     if kind is TransportKind.ADB:
         return _adb(c.serial, c.benchmark_binary)
@@ -141,7 +161,7 @@ def _adb(serial: str | None, benchmark_binary: str | None) -> Transport:
     return transport
 
 
-def fleet_transport(device: FleetDevice, profile: TargetProfile, c: Connection) -> Transport:
+def fleet_transport(device: FleetDevice, c: Connection, python: str = "python3") -> Transport:
     """The transport of one fleet entry (connection flags apply to every SSH device)."""
     if device.transport is TransportKind.SSH:
         from edgepack.bench.ssh import SshTransport
@@ -152,7 +172,7 @@ def fleet_transport(device: FleetDevice, profile: TargetProfile, c: Connection) 
             port=device.port,
             identity=device.identity or c.identity,
             accept_new_host_key=c.accept_new_host_key,
-            python=device.python or profile.runtime.python or "python3",
+            python=device.python or python,
             name=device.name,
         )
     if device.transport is TransportKind.ADB:

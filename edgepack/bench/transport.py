@@ -78,8 +78,8 @@ def parse_harness_output(stdout: str, stderr: str, returncode: int, where: str) 
         if returncode == 127 or ("not found" in last_err.lower() and "python" in last_err.lower()):
             raise DeviceError(
                 f"the harness could not start on {where}: {last_err or 'exit code 127'}",
-                hint="install python3 on the device, or name its interpreter in the target "
-                "profile's runtime.python",
+                hint="install python3 on the device, or name its interpreter with "
+                "--remote-python (or a fleet entry's python)",
             )
         raise DeviceError(
             f"the harness on {where} exited with code {returncode} without a result"

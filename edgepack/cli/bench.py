@@ -36,6 +36,12 @@ def register(app: typer.Typer) -> None:
         benchmark_binary: str | None = typer.Option(
             None, "--benchmark-binary", help="TFLite benchmark_model binary for adb devices."
         ),
+        remote_python: str | None = typer.Option(
+            None,
+            "--remote-python",
+            help="Python command on an SSH device (default: the built-in target's, else "
+            "python3; never taken from the package).",
+        ),
         threads: int | None = typer.Option(None, "--threads", help="Default: the profile's."),
         runs: int | None = typer.Option(None, "--runs", help="Measured runs (profile default)."),
         warmup_runs: int | None = typer.Option(None, "--warmup-runs"),
@@ -98,6 +104,7 @@ def register(app: typer.Typer) -> None:
             accept_new_host_key=accept_new_host_key,
             serial=serial,
             benchmark_binary=benchmark_binary,
+            remote_python=remote_python,
         )
         threshold = parse_threshold(max_regression)
         if fleet is not None:
@@ -113,7 +120,8 @@ def register(app: typer.Typer) -> None:
             return
         base = load_baseline(baseline) if baseline is not None else None
         kind = plan.transport_kind(profile, host, serial)
-        transport = plan.make_transport(kind, profile, conn)
+        python = plan.device_python(subject, profile, conn)
+        transport = plan.make_transport(kind, profile, conn, python)
         harness = transport.run(subject.model_path, options)
         result = make_result(
             subject,
@@ -169,7 +177,7 @@ def _bench_fleet(
     devices = select_devices(load_fleet(fleet), profile.name, str(fleet))
     outcomes = run_fleet(
         devices,
-        lambda d: plan.fleet_transport(d, profile, conn),
+        lambda d: plan.fleet_transport(d, conn, plan.device_python(subject, profile, conn)),
         subject.model_path,
         options,
     )

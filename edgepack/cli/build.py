@@ -108,7 +108,9 @@ def register(app: typer.Typer) -> None:
             None, "--output-dir", help="Folder for every package (<dir>/<name>-<target>)."
         ),
         name: str | None = typer.Option(
-            None, "--name", help="Package name (default: from the source)."
+            None,
+            "--name",
+            help="Package name: a-z 0-9 . _ -, at most 64 (default: from the source).",
         ),
         force: bool = typer.Option(False, "--force", help="Replace an existing package."),
         latency_runs: int | None = typer.Option(

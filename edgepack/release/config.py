@@ -38,7 +38,7 @@ class ModelSection(_Strict):
     source: str = Field(min_length=1)
     weights: str | None = None
     input_shapes: list[str] = Field(default_factory=list)
-    name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=64)
 
 
 class DataSection(_Strict):
@@ -84,7 +84,7 @@ class Gates(_Strict):
 
 class TargetEntry(_Strict):
     target: str = Field(min_length=1)  # built-in name or path to a profile .toml
-    variant: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    variant: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=32)
     quantization: QuantMode | None = None
     io_dtype: IODtype | None = None
     io_layout: IOLayout | None = None
@@ -422,7 +422,7 @@ def resolve(
     from edgepack.accuracy.fallback import FallbackPrecision
     from edgepack.errors import EdgepackError
     from edgepack.pipeline import BuildPlan, check_plan
-    from edgepack.source import default_name
+    from edgepack.source import default_name, name_problem
     from edgepack.targets import load_target
 
     base = config_path.parent if config_path is not None else Path()
@@ -451,7 +451,7 @@ def resolve(
     label = over.source or model.source  # recorded in manifests: as written
     weights = over.weights or _rebase(base, model.weights)
     shapes = over.input_shapes or tuple(model.input_shapes)
-    name = over.name or model.name or default_name(source)
+    name = over.name if over.name is not None else (model.name or default_name(source))
     calibration = over.calibration or _rebase(base, data.calibration)
     evaluation = over.eval or _rebase(base, data.eval)
     out_dir = over.output_dir or _rebase(base, build.output_dir) or Path("dist")
@@ -460,6 +460,9 @@ def resolve(
             f"--output names one package folder but {len(entries)} targets are built",
             "use --output-dir DIR (packages go to DIR/<name>-<target>), or select one --target",
         )
+    bad_name = name_problem(name, "--name" if over.name is not None else "model.name")
+    if bad_name is not None:
+        raise UsageError(bad_name, "packages go to <output_dir>/<name>-<target>; e.g. --name mynet")
     problems: list[str] = []
     extra: dict[str, Any] = {}
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -261,18 +262,31 @@ def _summary_table(data: dict[str, Any]) -> str:
     return f"<table class='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+_PLACEHOLDER = re.compile(r"%%([A-Z]+)%%")
+# JSON inside <script>: no "<", ">" or "&" may reach the HTML parser ("</script>", "<!--"),
+# and U+2028/U+2029 are escaped for old JavaScript parsers.
+_SCRIPT_SAFE = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def script_json(data: Any) -> str:
+    """``data`` as JSON that is inert inside a <script> element."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).translate(_SCRIPT_SAFE)
+
+
 def render_html(data: dict[str, Any], title: str = "edgepack report") -> str:
-    payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    # Inside <script>: no "</" may end the element early.
-    payload = payload.replace("</", "<\\/").replace("<!--", "<\\!--")
-    return (
-        _TEMPLATE.replace("%%TITLE%%", html.escape(title))
-        .replace("%%SUMMARY%%", _summary_table(data))
-        .replace("%%VERSION%%", html.escape(str(data.get("edgepack_version", ""))))
-        .replace("%%COUNT%%", str(len(data["packages"])))
-        .replace("%%DATA%%", payload)
-        .replace("%%SCRIPT%%", _SCRIPT)
-    )
+    values = {
+        "TITLE": html.escape(title),
+        "SUMMARY": _summary_table(data),
+        "VERSION": html.escape(str(data.get("edgepack_version", ""))),
+        "COUNT": str(len(data["packages"])),
+        "DATA": script_json(data),
+        "SCRIPT": _SCRIPT,
+    }
+    # One pass over the template only: text from the packages is never scanned for
+    # placeholders, so a target named "%%DATA%%" stays that text.
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], _TEMPLATE)
 
 
 def write_report(data: dict[str, Any], output: Path, title: str = "edgepack report") -> Path:

@@ -2,10 +2,15 @@
 
 Checks, all of them every time (a report lists every problem, not the first):
 - manifest: valid JSON, schema_version, every key of REQUIRED_KEYS;
-- files: the sha256 and size of every file listed in manifest["files"]; files in the package
-  that the manifest does not list (bench/ results excepted: they are added after the build);
+- files: the sha256 and size of every file listed in manifest["files"]; any other file
+  anywhere in the package is flagged, except what edgepack adds after the build and can
+  check: bench/*.json benchmark results (JSON of the result schema) and analysis/ tables of
+  `edgepack analyze` (its CSV header or JSON shape);
 - model: manifest["model_file"] is listed, its hash is the one in manifest["model"], and it
   loads in the LiteRT interpreter and runs once on inputs of the recorded dtype and shape;
+- recomputed: every manifest field that can be read back from the package: manifest["model"]
+  (size, sha256, I/O, op counts, float compute ops, weight bytes, tensor dtypes),
+  metrics.size_bytes, and the quantization mode and I/O dtype as the flatbuffer shows them;
 - profile: the recorded profile hashes to the recorded sha256, and matches the built-in
   profile of the same name (or the --target file given for a custom profile).
 """
@@ -22,6 +27,7 @@ from edgepack.errors import PackageError
 from edgepack.manifest import MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, REQUIRED_KEYS, sha256_file
 
 BENCH_DIR = "bench"
+ANALYSIS_DIR = "analysis"
 
 
 class VerifyError(PackageError):
@@ -93,6 +99,7 @@ def verify_package(package: str | Path, target: str | None = None) -> VerifyRepo
         return rep
     _check_files(pkg, manifest, rep)
     _check_model(pkg, manifest, rep)
+    _check_recomputed(pkg, manifest, rep)
     _check_profile(manifest, target, rep)
     _check_edgetpu(manifest, rep)
     return rep
@@ -193,18 +200,54 @@ def _check_files(pkg: Path, manifest: dict[str, Any], rep: VerifyReport) -> None
         "; ".join(bad) if bad else f"{len(listed)} file(s) match their sha256",
     )
     unlisted = sorted(
-        str(p.relative_to(pkg))
-        for p in pkg.rglob("*")
-        if p.is_file()
-        and p.name != MANIFEST_NAME
-        and p.relative_to(pkg).parts[0] != BENCH_DIR
-        and str(p.relative_to(pkg)) not in listed
+        rel
+        for rel in (p.relative_to(pkg).as_posix() for p in pkg.rglob("*") if not p.is_dir())
+        if rel != MANIFEST_NAME and rel not in listed and not _known_extra(pkg / rel, rel)
     )
     rep.add(
         "unlisted files",
         not unlisted,
-        ("not in the manifest: " + ", ".join(unlisted)) if unlisted else "none (bench/ excepted)",
+        ("not in the manifest: " + ", ".join(unlisted))
+        if unlisted
+        else f"none (only {BENCH_DIR}/ results and {ANALYSIS_DIR}/ tables added)",
     )
+
+
+def _known_extra(path: Path, rel: str) -> bool:
+    """A file edgepack adds to a built package: a benchmark result or an analysis table."""
+    parts = rel.split("/")
+    if len(parts) != 2 or path.is_symlink() or not path.is_file():
+        return False
+    folder, name = parts
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if folder == BENCH_DIR and name.endswith(".json"):
+        from edgepack.bench.results import RESULT_SCHEMA
+
+        doc = _json(text)
+        return (
+            isinstance(doc, dict)
+            and doc.get("schema") == RESULT_SCHEMA
+            and isinstance(doc.get("harness"), dict)
+            and isinstance(doc.get("package"), dict)
+        )
+    if folder == ANALYSIS_DIR and name.endswith(".csv"):
+        from edgepack.accuracy.analyze import LayerError
+
+        return text.split("\n", 1)[0] == ",".join(LayerError.__dataclass_fields__)
+    if folder == ANALYSIS_DIR and name.endswith(".json"):
+        doc = _json(text)
+        return isinstance(doc, dict) and set(doc) == {"samples", "matched", "unmatched", "layers"}
+    return False
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
 
 
 def _dtype(name: str) -> str:
@@ -298,6 +341,79 @@ def _check_model(pkg: Path, manifest: dict[str, Any], rep: VerifyReport) -> None
         f"{np.dtype(d['dtype']).name}{[int(v) for v in d['shape']]}" for d in runner.inputs
     )
     rep.add("model", True, f"loads and runs once ({ins} -> {got_shapes})")
+
+
+_SUMMARY_KEYS = (
+    "size_bytes",
+    "sha256",
+    "inputs",
+    "outputs",
+    "ops",
+    "op_count",
+    "float_compute_ops",
+    "weight_bytes",
+    "tensor_dtypes",
+)
+
+
+def readback_mode(info: Any) -> str:
+    """The quantization mode a .tflite shows: float16 weights, no integer tensors (float32),
+    no float compute (full-int8), else int8 weights with float compute (dynamic-range)."""
+    dtypes = {t.dtype for t in info.tensors}
+    if "FLOAT16" in dtypes:
+        return "float16"
+    if not dtypes & {"INT8", "UINT8", "INT16"}:
+        return "float32"
+    return "dynamic-range" if info.float_compute_ops() else "full-int8"
+
+
+def _check_recomputed(pkg: Path, manifest: dict[str, Any], rep: VerifyReport) -> None:
+    from edgepack.tflite import read_model
+
+    path = pkg / manifest["model_file"]
+    if manifest["model_file"] not in manifest["files"] or not path.is_file():
+        rep.add("recomputed", None, "no model to read back (see the model check)")
+        return
+    try:
+        info = read_model(path)
+    except Exception:
+        rep.add("recomputed", None, "the model cannot be read (see the model check)")
+        return
+    summary = info.summary()
+    recorded = manifest["model"]
+    bad = [
+        f"model.{k}: manifest {_short(recorded.get(k))}, model {_short(summary[k])}"
+        for k in _SUMMARY_KEYS
+        if recorded.get(k) != summary[k]
+    ]
+    metrics = manifest.get("metrics")
+    size = metrics.get("size_bytes") if isinstance(metrics, dict) else None
+    if size is not None and size != info.size_bytes:
+        bad.append(f"metrics.size_bytes: manifest {size}, model {info.size_bytes}")
+    q = manifest.get("quantization")
+    q = q if isinstance(q, dict) else {}
+    mode, shown = q.get("mode"), readback_mode(info)
+    fallback = bool(q.get("fallback"))  # full-int8 with chosen ops kept in float
+    if mode != shown and not (mode == "full-int8" and shown == "dynamic-range" and fallback):
+        bad.append(f"quantization.mode: manifest {mode!r}, the model is {shown}")
+    io_dtype = q.get("io_dtype")
+    want = {"float32": "FLOAT32", "int8": "INT8", "uint8": "UINT8"}.get(str(io_dtype))
+    io = sorted({t.dtype for t in info.input_tensors + info.output_tensors})
+    if want is None or any(d != want for d in io if d.startswith(("FLOAT", "INT8", "UINT8"))):
+        bad.append(f"quantization.io_dtype: manifest {io_dtype!r}, model I/O {'/'.join(io)}")
+    checked = len(_SUMMARY_KEYS) + 3
+    rep.add(
+        "recomputed",
+        not bad,
+        "; ".join(bad)
+        if bad
+        else f"{checked} manifest fields match the model (mode {shown}, I/O {'/'.join(io)})",
+    )
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_profile(manifest: dict[str, Any], target: str | None, rep: VerifyReport) -> None:

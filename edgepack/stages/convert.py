@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from edgepack._quiet import quiet_native
 from edgepack.errors import ConversionError
+from edgepack.pt2 import load_program
 from edgepack.stages.base import ExportedModel, InputSpec, StageContext, TFLiteArtifact
 from edgepack.targets import IOLayout
 
@@ -32,7 +33,7 @@ def run(exported: ExportedModel, layout: IOLayout, ctx: StageContext) -> TFLiteA
         import torch
 
         try:
-            ep = torch.export.load(exported.path)
+            ep = load_program(exported.path)
             module = ep.module()
             shapes = boundary_shapes(exported.inputs, layout)
             args = tuple(

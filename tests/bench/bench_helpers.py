@@ -49,8 +49,8 @@ def make_package(
 ) -> Path:
     """A package folder with the manifest keys `edgepack bench` relies on (schema 1).
 
-    ``device_python`` sets the profile's runtime.python (the device's interpreter): the
-    loopback "device" runs the harness with this test session's Python.
+    ``device_python`` writes a runtime.python into the manifest's profile; bench must ignore
+    it (the device's Python comes from the user: --remote-python or the built-in profile).
     """
     pkg = root / f"{name}-{target}"
     pkg.mkdir(parents=True)

@@ -16,7 +16,7 @@ from edgepack.manifest import manifest_sha256, sha256_file
 
 @pytest.fixture()
 def rpi4_pkg(tmp_path: Path, tiny_tflite: Path) -> Path:
-    return make_package(tmp_path, tiny_tflite, "rpi4", device_python=sys.executable)
+    return make_package(tmp_path, tiny_tflite, "rpi4")
 
 
 @pytest.fixture()
@@ -34,7 +34,7 @@ def ssh_home(sshd, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.mark.integration
 def test_bench_package_over_ssh_json_and_saved(rpi4_pkg, ssh_home, sshd, capsys) -> None:
     argv = ["bench", str(rpi4_pkg), "--host", "benchbox", "--runs", "6", "--warmup-runs", "1"]
-    code = main([*argv, "--json"])
+    code = main([*argv, "--remote-python", sys.executable, "--json"])
     out = capsys.readouterr()
     assert code == 0, out.err
     doc = json.loads(out.out)
@@ -98,6 +98,8 @@ def test_unknown_host_key_needs_the_flag(rpi4_pkg, sshd, tmp_path, monkeypatch, 
         "--warmup-runs",
         "0",
         "--no-save",
+        "--remote-python",
+        sys.executable,
     ]
     assert main(args) == 4
     err = capsys.readouterr().err
@@ -226,8 +228,9 @@ def test_coral_package_without_the_edgetpu_runtime_names_the_package(
 ):
     # No Edge TPU runtime on this device: the harness tries libedgetpu.so.1 (the coral
     # profile's delegate), the load fails and the error names the package to install.
-    pkg = make_package(tmp_path, tiny_tflite, "coral-usb", device_python=sys.executable)
-    code = main(["bench", str(pkg), "--host", "benchbox", "--runs", "2", "--no-save"])
+    pkg = make_package(tmp_path, tiny_tflite, "coral-usb")
+    argv = ["bench", str(pkg), "--host", "benchbox", "--runs", "2", "--no-save"]
+    code = main([*argv, "--remote-python", sys.executable])
     err = capsys.readouterr().err
     assert code == 4
     assert "error: the benchmark failed on" in err
@@ -249,8 +252,9 @@ def test_coral_package_loads_the_edgetpu_delegate(
     shutil.copy(passthrough_delegate, libdir / "libedgetpu.so.1")
     with run_sshd(tmp_path / "sshd", (f"SetEnv LD_LIBRARY_PATH={libdir}",)) as device:
         monkeypatch.setenv("HOME", str(device.home))
-        pkg = make_package(tmp_path, tiny_tflite, "coral-usb", device_python=sys.executable)
-        code = main(["bench", str(pkg), "--host", "benchbox", "--runs", "3", "--json"])
+        pkg = make_package(tmp_path, tiny_tflite, "coral-usb")
+        argv = ["bench", str(pkg), "--host", "benchbox", "--runs", "3", "--json"]
+        code = main([*argv, "--remote-python", sys.executable])
         out = capsys.readouterr()
     assert code == 0, out.err
     doc = json.loads(out.out)
@@ -272,12 +276,12 @@ def test_bench_says_an_uncompiled_coral_package_is_not_on_the_accelerator(
 ):
     """A coral package built without edgetpu_compiler: the figures are the CPU's, and the
     output says so in the table, in a note line and in the saved result."""
-    pkg = make_package(tmp_path, tiny_tflite, "coral-usb", device_python=sys.executable)
+    pkg = make_package(tmp_path, tiny_tflite, "coral-usb")
     manifest = json.loads((pkg / "manifest.json").read_text())
     manifest["edgetpu"] = {"compiled": False, "log": {}, "note": "edgetpu_compiler not found"}
     (pkg / "manifest.json").write_text(json.dumps(manifest))
     argv = ["bench", str(pkg), "--host", "benchbox", "--runs", "2", "--delegate", "none"]
-    code = main(argv)
+    code = main([*argv, "--remote-python", sys.executable])
     out = capsys.readouterr().out
     assert code == 0
     assert "NOT compiled for the Edge TPU: CPU figures" in out

@@ -431,3 +431,54 @@ def test_error_nhwc_needs_a_4d_input(cli, tmp_path: Path) -> None:  # type: igno
     assert "io_layout 'nhwc' needs at least one 4-D (N, C, H, W) input" in err
     assert "--io-layout nchw" in err
     assert not out.exists()
+
+
+BAD_NAMES = {
+    "parent": "../escaped",
+    "absolute": "/tmp/escaped",
+    "separator": "a/b",
+    "backslash": "a\\b",
+    "dots": "..",
+    "hidden": ".hidden",
+    "empty": "",
+    "nul": "a\0b",
+    "too long": "n" * 65,
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_NAMES))
+def test_error_name_cannot_leave_the_output_folder(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    name = BAD_NAMES[case]
+    work = tmp_path / "work"
+    (work / "dist").mkdir(parents=True)
+    monkeypatch.chdir(work)
+    before = sorted(tmp_path.rglob("*"))
+    for extra in ([], ["--output-dir", work / "out"]):
+        shown = name if len(name) <= 40 else name[:37] + "..."
+        err = _err(cli, *digits_build_args("host", "--name", name, *extra))
+        assert f"error: --name {shown!r} is not a package name: use 1-64 characters" in err
+        assert "(no path separators, no '..')" in err
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written anywhere
+    assert not Path("/tmp/escaped-host").exists()
+
+
+def test_error_name_in_a_matrix_build(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.release.conftest import make_project
+
+    project = make_project(tmp_path / "repo")
+    monkeypatch.chdir(project)
+    before = sorted(tmp_path.rglob("*"))
+    r = cli("build", "--name", "../../escaped")
+    assert r.code == 2, r.err
+    assert "error: --name '../../escaped' is not a package name" in r.err
+    assert "hint: packages go to <output_dir>/<name>-<target>; e.g. --name mynet" in r.err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_good_name_names_the_folder(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    r = cli(*digits_build_args("host", "--name", "net_v1.2-b", "--dry-run"))
+    assert r.code == 0, r.err
+    assert "dist/net_v1.2-b-host" in r.out

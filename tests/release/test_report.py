@@ -3,6 +3,7 @@ that runs the report's inline script and must find every plot in the rendered DO
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import subprocess
@@ -248,3 +249,58 @@ def test_headless_chromium_renders_every_plot(dist: Path, tmp_path: Path) -> Non
         tmp_path / "profile",
     )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+
+
+INJECTIONS = {
+    # each, if it ever ran, would add <div id="pwned-N"> to the page
+    "name": "</script><script>document.body.append(Object.assign("
+    "document.createElement('div'),{id:'pwned-1'}))</script>",
+    "target": "%%DATA%%",
+    "mode": "%%SCRIPT%%<img src=x onerror=\"this.insertAdjacentHTML('afterend','<div id=pwned-2>')\">",
+    "device": "<img src=x onerror=\"document.title='pwned-3'\">%%SUMMARY%%\u2028",
+    "title": "%%DATA%%</title><script>document.title='pwned-4'</script>",
+}
+
+
+@pytest.mark.integration
+def test_package_data_cannot_inject_into_the_report(dist: Path, tmp_path: Path) -> None:
+    """Placeholders, tags and script ends in package data stay text in a real browser."""
+    d = tmp_path / "dist"
+    copy_package(dist / "digits-host", d / "digits-host")
+    evil = copy_package(dist / "digits-rpi4", d / "%%DATA%%<img src=x onerror=alert(1)>")
+    m = read_manifest(evil)
+    m["name"], m["target"]["name"] = INJECTIONS["name"], INJECTIONS["target"]
+    m["quantization"]["mode"] = INJECTIONS["mode"]
+    write_manifest(evil / "manifest.json", m)
+    bench_package(evil, runs=20)
+    (result,) = (evil / "bench").glob("*.json")
+    doc = json.loads(result.read_text())
+    doc["device"]["name"] = INJECTIONS["device"]
+    result.write_text(json.dumps(doc))
+
+    out = tmp_path / "report.html"
+    code, _, err = run_cli(
+        ["report", str(d), "-o", str(out), "--title", INJECTIONS["title"]], tmp_path
+    )
+    assert code == 0, err
+    html_text = out.read_text()
+    # the template's placeholders were each filled once; the data's copies are still there
+    assert html_text.count("<script") == 2  # the JSON island and the page's own script
+    dom_text = chromium(["--dump-dom", out.as_uri()], tmp_path / "profile").stdout
+    dom = DomIndex()
+    dom.feed(dom_text)
+    assert not any(a.get("id", "").startswith("pwned") for _, a in dom.elements)
+    (title,) = re.findall(r"<title>(.*?)</title>", dom_text.split("</head>")[0], re.S)
+    assert title == html.escape(INJECTIONS["title"], quote=False)
+    assert len(dom.find("script")) == 2 and not dom.find("img")
+    (body,) = dom.find("body")
+    assert body.get("data-rendered") == "ok", body.get("data-render-errors")
+    # the page's script read the data back intact and drew every plot
+    assert dom.find("svg", data_plot="latency") and dom.find("svg", data_plot="tradeoff")
+    assert len(dom.find("svg", data_plot="size-by-layer")) == 2
+    (point,) = dom.find("g", data_mode=INJECTIONS["mode"])  # the data came back intact
+    assert point["data-package"] == evil.name
+    assert {s["data-series"] for s in dom.find("g", data_kind="bench")} >= {evil.name}
+    # the summary shows the data as text
+    assert f"<td>{html.escape(INJECTIONS['target'])}</td>" in html_text
+    assert html.escape(INJECTIONS["device"]) in html_text

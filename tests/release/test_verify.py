@@ -10,6 +10,7 @@ import pytest
 
 from edgepack.manifest import sha256_file
 from edgepack.targets import load_target
+from tests.release.benchdocs import bench_package
 from tests.release.conftest import Release, run_cli
 
 pytestmark = pytest.mark.slow  # needs the session's real build
@@ -48,15 +49,82 @@ def test_json_lists_every_check(package_copy: Path) -> None:
         "files": "pass",
         "unlisted files": "pass",
         "model": "pass",
+        "recomputed": "pass",
         "profile": "pass",
     }
+    (recomputed,) = [c for c in doc["checks"] if c["check"] == "recomputed"]
+    assert (
+        recomputed["detail"] == "12 manifest fields match the model (mode full-int8, I/O FLOAT32)"
+    )
 
 
 def test_bench_results_are_not_unlisted_files(package_copy: Path) -> None:
-    (package_copy / "bench").mkdir()
-    (package_copy / "bench" / "rpi4-ssh-pi-20250101T000000Z.json").write_text("{}")
+    saved = bench_package(package_copy, runs=3)
     code, doc, _ = verify(package_copy)
     assert code == 0 and status(doc)["unlisted files"] == "pass"
+    assert saved.parent.name == "bench"
+
+
+@pytest.mark.parametrize(
+    ("rel", "content"),
+    [
+        ("bench/rpi4-ssh-pi-20250101T000000Z.json", "{}"),  # not a result
+        ("bench/result.json", '{"schema": "edgepack.bench-result/1"}'),  # no harness data
+        ("bench/run.sh", "touch /tmp/x"),
+        ("bench/deeper/r.json", "{}"),
+        ("analysis/layers.csv", "a,b\n1,2\n"),  # not the analyze table
+        ("analysis/notes.txt", "added by hand"),
+        ("models/extra.tflite", "TFL3"),
+    ],
+)
+def test_unknown_files_anywhere_are_flagged(package_copy: Path, rel: str, content: str) -> None:
+    (package_copy / rel).parent.mkdir(parents=True, exist_ok=True)
+    (package_copy / rel).write_text(content)
+    code, doc, err = verify(package_copy)
+    assert code == 6 and status(doc)["unlisted files"] == "fail"
+    assert f"unlisted files: not in the manifest: {rel}" in err
+
+
+def test_analysis_table_is_known(package_copy: Path) -> None:
+    from edgepack.accuracy.analyze import LayerError
+
+    (package_copy / "analysis").mkdir()
+    header = ",".join(LayerError.__dataclass_fields__)
+    (package_copy / "analysis" / "layers.csv").write_text(header + "\n")
+    code, doc, _ = verify(package_copy)
+    assert code == 0 and status(doc)["unlisted files"] == "pass"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda m: m["quantization"].update(mode="float16"),
+            "quantization.mode: manifest 'float16', the model is full-int8",
+        ),
+        (
+            lambda m: m["quantization"].update(io_dtype="uint8"),
+            "quantization.io_dtype: manifest 'uint8', model I/O FLOAT32",
+        ),
+        (
+            lambda m: m["metrics"].update(size_bytes=1000),
+            "metrics.size_bytes: manifest 1000, model ",
+        ),
+        (
+            lambda m: m["model"].update(float_compute_ops=["CONV_2D"]),
+            'model.float_compute_ops: manifest ["CONV_2D"], model []',
+        ),
+        (lambda m: m["model"]["ops"].update(CONV_2D=1), "model.ops: manifest {"),
+        (lambda m: m["model"].update(op_count=3), "model.op_count: manifest 3, model "),
+        (lambda m: m["model"].update(weight_bytes=5), "model.weight_bytes: manifest 5, model "),
+    ],
+)
+def test_tampered_manifest_field_is_named(package_copy: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    edit_manifest(package_copy, edit)
+    code, doc, err = verify(package_copy)
+    assert code == 6 and status(doc)["recomputed"] == "fail"
+    assert f"recomputed: {message}" in err
+    assert "hint: do not ship it" in err
 
 
 def test_tampered_model(package_copy: Path) -> None:
@@ -122,6 +190,7 @@ def test_a_model_that_does_not_load(package_copy: Path) -> None:
         "files": "pass",
         "unlisted files": "pass",
         "model": "fail",
+        "recomputed": "skip",
         "profile": "pass",
     }
     assert "model: model.tflite is not a readable TFLite model" in err
@@ -170,3 +239,46 @@ def test_custom_profile(package_copy: Path, tmp_path: Path) -> None:
 def test_not_a_package(tmp_path: Path) -> None:
     code, _, err = run_cli(["verify", str(tmp_path / "nope")], tmp_path)
     assert code == 2 and "not a package folder" in err
+
+
+def test_every_built_package_verifies_with_its_mode(release: Release) -> None:
+    for target, mode in (("rpi4", "full-int8"), ("host", "dynamic-range")):
+        code, doc, err = verify(release.package(target))
+        assert code == 0, err
+        (recomputed,) = [c for c in doc["checks"] if c["check"] == "recomputed"]
+        assert f"(mode {mode}, I/O FLOAT32)" in recomputed["detail"]
+
+
+def test_readback_mode_of_every_mode(float_tflite: Path, tmp_path: Path) -> None:
+    """The mode read from the flatbuffer is the mode each quantization route wrote."""
+    from edgepack.data import load_dataset
+    from edgepack.release.verify import readback_mode
+    from edgepack.stages import quantize
+    from edgepack.stages.base import InputSpec, StageContext, TFLiteArtifact
+    from edgepack.targets import IODtype, QuantMode
+    from edgepack.tflite import read_model
+    from tests.conftest import DIGITS
+
+    spec = InputSpec("x", (1, 1, 32, 32), "float32")
+    calib = load_dataset(DIGITS / "calib.npz", [spec], purpose="calibration", samples=16)
+    art = TFLiteArtifact(path=float_tflite, kind="float32")
+    assert readback_mode(read_model(float_tflite)) == "float32"
+    for mode in (QuantMode.FLOAT16, QuantMode.DYNAMIC_RANGE, QuantMode.FULL_INT8):
+        ctx = StageContext(workdir=tmp_path / mode.value)
+        out = quantize.run(art, mode, IODtype.FLOAT32, calib, ctx)
+        assert readback_mode(read_model(out.path)) == mode.value
+
+
+def test_float_ops_in_full_int8_need_a_recorded_fallback(release: Release, tmp_path: Path) -> None:
+    """A model with float compute is 'full-int8' only when the manifest records the fallback."""
+    from tests.release.conftest import copy_package
+
+    pkg = copy_package(release.package("host"), tmp_path / "digits-host")  # dynamic-range
+    edit_manifest(pkg, lambda m: m["quantization"].update(mode="full-int8"))
+    code, _doc, err = verify(pkg)
+    assert code == 6
+    assert "quantization.mode: manifest 'full-int8', the model is dynamic-range" in err
+    fallback = {"precision": "float", "kept": ["FULLY_CONNECTED"]}
+    edit_manifest(pkg, lambda m: m["quantization"].update(fallback=fallback))
+    code, doc, err = verify(pkg, "--target", "host")
+    assert status(doc)["recomputed"] == "pass", err
