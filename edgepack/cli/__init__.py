@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from edgepack.errors import EdgepackError
+from edgepack.errors import EdgepackError, storage_error
 
 # Command modules and the commands each registers.
 COMMANDS: dict[str, tuple[str, ...]] = {
@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     except EdgepackError as err:
         print_error(err)
         return err.exit_code
+    except OSError as exc:  # a full disk or an unwritable folder anywhere: not our bug
+        storage = storage_error(exc)
+        if storage is None:
+            raise
+        print_error(storage)
+        return storage.exit_code
     except SystemExit as exc:  # typer's standalone mode: usage errors, --help, success
         code = exc.code
         if code is None:

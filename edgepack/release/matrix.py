@@ -27,6 +27,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from edgepack.errors import decode_problem
 from edgepack.release.config import Gates, ReleasePlan, TargetJob
 
 Progress = Callable[[str, str], None]  # (target id or "*", message)
@@ -176,7 +177,7 @@ def _bench_results(folder: Path) -> list[tuple[str, bytes, dict[str, Any]]]:
         try:
             raw = p.read_bytes()
             doc = json.loads(raw)
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError):  # ValueError: JSON, UTF-8
             continue
         if isinstance(doc, dict) and doc.get("schema") == RESULT_SCHEMA:
             out.append((p.name, raw, doc))
@@ -247,9 +248,11 @@ def _latency_gate(
     name = f"max_latency_ms ({gates.latency_stat})"
     if latency_result is not None:
         try:
-            doc = json.loads(latency_result.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            return GateResult(name, limit, None, GateStatus.FAIL, f"{latency_result}: {exc}")
+            doc = json.loads(latency_result.read_bytes().decode("utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: JSON, UTF-8
+            return GateResult(
+                name, limit, None, GateStatus.FAIL, f"{latency_result}: {decode_problem(exc)}"
+            )
         value = latency_value(doc, gates.latency_stat) if isinstance(doc, dict) else None
         if value is None:
             return GateResult(
@@ -293,6 +296,13 @@ def run_matrix(plan: ReleasePlan, progress: Progress = _no_progress) -> MatrixRe
     start method: a script calling this must guard its entry point with
     ``if __name__ == "__main__":`` (the edgepack CLI does).
     """
+    from edgepack.errors import storage_errors
+
+    with storage_errors():  # a full disk or an unwritable TMPDIR: a clean error
+        return _run_matrix(plan, progress)
+
+
+def _run_matrix(plan: ReleasePlan, progress: Progress) -> MatrixResult:
     from edgepack.pipeline import prepare
     from edgepack.stages.base import StageContext
 
@@ -305,9 +315,6 @@ def run_matrix(plan: ReleasePlan, progress: Progress = _no_progress) -> MatrixRe
         with ctx.timed() as elapsed:
             _, shared, _ = prepare([t.plan for t in plan.targets], ctx, plan.name)
         export_seconds = elapsed()
-        # Benchmark results of the packages being replaced: kept when the rebuilt model is
-        # byte-identical (reproducible builds make them still valid).
-        old_bench = {t.id: _bench_results(t.dest / "bench") for t in plan.targets}
         raw: dict[str, dict[str, Any]] = {}
         if pool is not None:
             raw = pool.build(plan, shared)
@@ -318,7 +325,7 @@ def run_matrix(plan: ReleasePlan, progress: Progress = _no_progress) -> MatrixRe
                     progress(i, m)
 
                 raw[t.id] = _build_target(t, shared, report)
-        outcomes = [_outcome(t, raw[t.id], old_bench[t.id]) for t in plan.targets]
+        outcomes = [_outcome(t, raw[t.id]) for t in plan.targets]
         return MatrixResult(outcomes, export_seconds=export_seconds)
     finally:
         if pool is not None:
@@ -396,9 +403,7 @@ class _Pool:
         self.reader.join(timeout=5)
 
 
-def _outcome(
-    job: TargetJob, raw: dict[str, Any], old_bench: list[tuple[str, bytes, dict[str, Any]]]
-) -> TargetOutcome:
+def _outcome(job: TargetJob, raw: dict[str, Any]) -> TargetOutcome:
     out = TargetOutcome(
         id=job.id,
         target=job.plan.target.name,
@@ -413,15 +418,14 @@ def _outcome(
         if out.status is Status.GATE_FAILED:  # a gate inside the build: no package written
             out.gates.append(_build_gate(job, out.message))
         return out
+    # A rebuild keeps the replaced package's bench/ (stages/package.py); the results that
+    # measured these very model bytes (reproducible builds) still count for the gates.
     sha = out.manifest["model"]["sha256"]
-    kept = [(n, b) for n, b, d in old_bench if (d.get("package") or {}).get("model_sha256") == sha]
-    if kept:
-        bench = job.dest / "bench"
-        bench.mkdir(exist_ok=True)
-        for n, b in kept:
-            if not (bench / n).exists():
-                (bench / n).write_bytes(b)
-                out.restored_bench.append(n)
+    out.restored_bench = [
+        n
+        for n, _, d in _bench_results(job.dest / "bench")
+        if (d.get("package") or {}).get("model_sha256") == sha
+    ]
     out.gates = evaluate_gates(job.gates, out.manifest, job.dest, job.latency_result)
     failed = [g for g in out.gates if g.status is GateStatus.FAIL]
     if failed:
