@@ -58,6 +58,15 @@ def _short_exc(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg[0] if msg else ''}".rstrip(": ")
 
 
+def _exit_error(exc: SystemExit | GeneratorExit, what: str, hint: str) -> ModelLoadError:
+    """Model code that exits (sys.exit, a raised SystemExit or GeneratorExit) must not end
+    edgepack with that status and no package: it is a load error. Ctrl-C stays an interrupt."""
+    if isinstance(exc, SystemExit):
+        code = "" if exc.code is None else repr(exc.code)
+        return ModelLoadError(f"{what} called sys.exit({code})", hint + "; it must not exit")
+    return ModelLoadError(f"{what} raised {_short_exc(exc)}", hint)
+
+
 def _user_frame(exc: BaseException, path: str | None) -> str:
     """'file.py:12' of the deepest frame inside the user's file, if any."""
     if path is None:
@@ -94,6 +103,13 @@ def _import_target(target: str, spec: str) -> tuple[Any, str | None]:
         sys.path.insert(0, parent)  # the model file may import its neighbours
         try:
             mod_spec.loader.exec_module(module)
+        except (SystemExit, GeneratorExit) as exc:
+            sys.modules.pop(name, None)
+            raise _exit_error(
+                exc,
+                f"importing {path}{_user_frame(exc, resolved)}",
+                "a model file must import without side effects",
+            ) from exc
         except Exception as exc:
             sys.modules.pop(name, None)
             raise ModelLoadError(
@@ -258,6 +274,12 @@ def load_source(
         )
     try:
         built = factory()
+    except (SystemExit, GeneratorExit) as exc:
+        raise _exit_error(
+            exc,
+            f"factory {spec}{_user_frame(exc, file_path)}",
+            "the factory must build and return the model",
+        ) from exc
     except Exception as exc:
         raise ModelLoadError(
             f"factory {spec} raised{_user_frame(exc, file_path)}: {_short_exc(exc)}",
@@ -336,6 +358,8 @@ def _check_runs(module: Any, example: tuple[Any, ...], specs: Sequence[InputSpec
     try:
         with torch.no_grad():
             module(*example)
+    except (SystemExit, GeneratorExit) as exc:
+        raise _exit_error(exc, "the model's forward()", "forward() must return outputs") from exc
     except Exception as exc:
         shapes = ", ".join("x".join(str(d) for d in s.shape) for s in specs)
         raise ModelLoadError(
