@@ -11,13 +11,18 @@ passed its gates, 3 when a gate failed, 2 when a target could not be built.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
+import os
 import queue as queue_mod
 import re
 import shutil
+import signal
+import sys
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -131,16 +136,72 @@ class MatrixResult:
 # --------------------------------------------------------------------------- workers
 
 _QUEUE: Any = None
+_STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _init_worker(q: Any) -> None:
+class _Stop(BaseException):
+    """A worker was told to stop (SIGTERM/SIGHUP, or its parent died): unwind, so the
+    build's temporary folders and staging package are removed, then exit."""
+
+
+_IN_TASK = False  # a worker is running a task (that has folders to clean up)
+
+
+def _stop(signum: int, frame: object) -> None:
+    del frame
+    for s in _STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    if not _IN_TASK:  # idle or starting: nothing to clean up, no traceback to print
+        os._exit(128 + signum)
+    raise _Stop(signum)
+
+
+def _init_worker(q: Any, parent: int | None = None) -> None:
+    """Worker set-up: progress queue; stop cleanly on SIGTERM/SIGHUP; never outlive the
+    parent (a killed `edgepack build` must not leave ~500 MB workers behind)."""
     global _QUEUE
     _QUEUE = q
+    for s in _STOP_SIGNALS:
+        signal.signal(s, _stop)
+    if parent is None:
+        return
+    if sys.platform.startswith("linux"):  # the kernel signals us when the parent dies
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # Portable fallback (and the race before prctl): poll the parent.
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.kill(os.getpid(), _STOP_SIGNALS[0] if _STOP_SIGNALS else signal.SIGINT)
+    time.sleep(30)  # the main thread is unwinding; a stuck one is ended here
+    os._exit(1)
+
+
+def _exit_on_stop(fn: Callable[..., Any], *args: Any) -> Any:
+    global _IN_TASK
+    _IN_TASK = True
+    try:
+        return fn(*args)
+    except _Stop as stop:
+        # Clean-up ran while the exception unwound; leave without serving more work.
+        os._exit(128 + int(stop.args[0]))
+    finally:
+        _IN_TASK = False
 
 
 def _send(job_id: str, msg: str) -> None:
     if _QUEUE is not None:
         _QUEUE.put((job_id, msg))
+
+
+def _build_target_worker(job: TargetJob, shared: Any) -> dict[str, Any]:
+    return _exit_on_stop(_build_target, job, shared)
 
 
 def _build_target(
@@ -327,6 +388,10 @@ def _run_matrix(plan: ReleasePlan, progress: Progress) -> MatrixResult:
                 raw[t.id] = _build_target(t, shared, report)
         outcomes = [_outcome(t, raw[t.id]) for t in plan.targets]
         return MatrixResult(outcomes, export_seconds=export_seconds)
+    except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (edgepack.cli), a bug: no worker survives
+        if pool is not None:
+            pool.terminate()
+        raise
     finally:
         if pool is not None:
             pool.close()
@@ -334,6 +399,10 @@ def _run_matrix(plan: ReleasePlan, progress: Progress) -> MatrixResult:
 
 
 def _warm() -> None:
+    _exit_on_stop(_warm_imports)
+
+
+def _warm_imports() -> None:
     """Import the heavy libraries in a fresh worker before it gets a target."""
     from edgepack._quiet import quiet_native
 
@@ -353,10 +422,17 @@ class _Pool:
         self.stop = threading.Event()
         self.reader = threading.Thread(target=self._drain, daemon=True)
         self.reader.start()
-        self.pool = ProcessPoolExecutor(
-            max_workers=jobs, mp_context=self.mp, initializer=_init_worker, initargs=(self.queue,)
-        )
+        self.pool = self._executor(jobs)
+        self.extra: list[ProcessPoolExecutor] = []  # one-target pools of a crash re-run
         self.warm = [self.pool.submit(_warm) for _ in range(jobs)]
+
+    def _executor(self, jobs: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=self.mp,
+            initializer=_init_worker,
+            initargs=(self.queue, os.getpid()),
+        )
 
     def _drain(self) -> None:
         while not self.stop.is_set() or not self.queue.empty():
@@ -370,7 +446,7 @@ class _Pool:
 
     def build(self, plan: ReleasePlan, shared: Any) -> dict[str, dict[str, Any]]:
         futures: dict[str, Future[dict[str, Any]]] = {
-            t.id: self.pool.submit(_build_target, t, shared) for t in plan.targets
+            t.id: self.pool.submit(_build_target_worker, t, shared) for t in plan.targets
         }
         raw: dict[str, dict[str, Any]] = {}
         lost: list[TargetJob] = []
@@ -382,11 +458,10 @@ class _Pool:
         # One crash must not take the other targets down: each lost target is built again
         # alone, in a fresh process, so only the one that crashes again is reported.
         for t in lost:
-            with ProcessPoolExecutor(
-                max_workers=1, mp_context=self.mp, initializer=_init_worker, initargs=(self.queue,)
-            ) as alone:
+            with self._executor(1) as alone:
+                self.extra.append(alone)
                 try:
-                    raw[t.id] = alone.submit(_build_target, t, shared).result()
+                    raw[t.id] = alone.submit(_build_target_worker, t, shared).result()
                 except BrokenProcessPool as exc:
                     raw[t.id] = {
                         "status": Status.FAILED.value,
@@ -401,6 +476,21 @@ class _Pool:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.stop.set()
         self.reader.join(timeout=5)
+
+    def terminate(self, grace_s: float = 20.0) -> None:
+        """The build is interrupted: tell every worker to stop (each removes its temporary
+        folders while it unwinds), wait for them, kill the ones still running."""
+        procs = [p for ex in (self.pool, *self.extra) for p in list((ex._processes or {}).values())]
+        for p in procs:
+            with contextlib.suppress(OSError, ValueError):
+                p.terminate()
+        deadline = time.monotonic() + grace_s
+        for p in procs:
+            with contextlib.suppress(OSError, ValueError, AssertionError):
+                p.join(max(0.0, deadline - time.monotonic()))
+                if p.is_alive():
+                    p.kill()
+                    p.join(5)
 
 
 def _outcome(job: TargetJob, raw: dict[str, Any]) -> TargetOutcome:
