@@ -104,7 +104,9 @@ def storage_error(exc: BaseException, access: bool = True) -> StorageError | Non
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, OSError):
-            where = f" {seen.filename}" if seen.filename else " a file"
+            # a copy names its destination (the file being written) in filename2
+            name = seen.filename2 or seen.filename
+            where = f" {name}" if name else " a file"
             if seen.errno in _WRITE_ERRNOS:
                 message = f"cannot write{where}: {_WRITE_ERRNOS[seen.errno]}"
             elif access and seen.errno in _ACCESS_ERRNOS:

@@ -10,6 +10,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import math
 import re
 import sys
 import traceback
@@ -24,6 +25,8 @@ from edgepack.stages.base import InputSpec, TorchModel
 _SHAPE_RE = re.compile(
     r"^(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)=)?(?P<dims>\d+(?:x\d+)*)(?::(?P<dtype>[a-z0-9]+))?$"
 )
+_MAX_RANK = 8  # TFLite kernels take at most 6 (most 4-5); 8 leaves room, rejects garbage
+_MAX_ELEMENTS = 2**31 - 1
 _DTYPES = ("float32", "float16", "int32", "int64", "int8", "uint8", "bool")
 _PICKLE_HINT = (
     "save the weights with torch.save(model.state_dict(), 'weights.pt') and pass the code "
@@ -44,6 +47,17 @@ def parse_input_shape(text: str) -> tuple[str | None, tuple[int, ...], str]:
     if any(d <= 0 for d in dims):
         raise UsageError(
             f"invalid --input-shape '{text}': dimensions must be >= 1", "e.g. 1x3x224x224"
+        )
+    if len(dims) > _MAX_RANK:
+        raise UsageError(
+            f"invalid --input-shape '{text}': {len(dims)} dimensions, at most {_MAX_RANK}",
+            "e.g. 1x3x224x224",
+        )
+    if math.prod(dims) > _MAX_ELEMENTS:
+        raise UsageError(
+            f"invalid --input-shape '{text}': {math.prod(dims):,} elements per input, "
+            f"at most {_MAX_ELEMENTS:,} (a TFLite tensor is indexed by int32)",
+            "pass the shape the model takes for one batch, e.g. 1x3x224x224",
         )
     dtype = m.group("dtype") or "float32"
     if dtype not in _DTYPES:
@@ -232,7 +246,14 @@ def _specs_from_shapes(module: Any, input_shapes: Sequence[str]) -> tuple[InputS
 def _example_tensors(specs: Sequence[InputSpec]) -> tuple[Any, ...]:
     import torch
 
-    return tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in specs)
+    try:
+        return tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in specs)
+    except (RuntimeError, MemoryError) as exc:  # torch reports a failed allocation as either
+        shapes = ", ".join("x".join(map(str, s.shape)) for s in specs)
+        raise UsageError(
+            f"cannot allocate example inputs of shape {shapes}: {_short_exc(exc)}",
+            "check --input-shape (batch first, e.g. 1x3x224x224)",
+        ) from exc
 
 
 def load_source(
@@ -357,7 +378,7 @@ def _check_runs(module: Any, example: tuple[Any, ...], specs: Sequence[InputSpec
 
     try:
         with torch.no_grad():
-            module(*example)
+            out = module(*example)
     except (SystemExit, GeneratorExit) as exc:
         raise _exit_error(exc, "the model's forward()", "forward() must return outputs") from exc
     except Exception as exc:
@@ -366,6 +387,19 @@ def _check_runs(module: Any, example: tuple[Any, ...], specs: Sequence[InputSpec
             f"the model fails on inputs of shape {shapes}: {_short_exc(exc)}",
             "check --input-shape: it must be the shape the model's forward() takes, batch first",
         ) from exc
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    odd = [type(o).__name__ for o in outs if not isinstance(o, torch.Tensor)]
+    if odd or not outs:
+        what = (
+            f"a dict (keys {_few([str(k) for k in out])})"
+            if isinstance(out, dict)
+            else f"{type(out).__name__} holding {odd[0] if odd else 'nothing'}"
+        )
+        raise ModelLoadError(
+            f"the model's forward() returns {what}; edgepack needs a tensor or a tuple of tensors",
+            "return the tensors from forward() (e.g. out['logits'], or a tuple of the dict's "
+            "values), or wrap the model in a module that does",
+        )
 
 
 def _load_exported(path: Path, weights: Path | None, input_shapes: Sequence[str]) -> TorchModel:
