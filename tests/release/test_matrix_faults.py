@@ -110,6 +110,7 @@ def _no_partial_package(dist: Path) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_killing_a_matrix_build_leaves_no_worker(tmp_path: Path, sig: signal.Signals) -> None:
     proc, tmp, dist = _start(tmp_path, "host", "rpi4")
+    workers: set[int] = set()
     try:
         _wait_for(lambda: len(_descendants(proc.pid)) >= 2, 120, "the worker processes")
         _wait_for(lambda: _building(tmp) or proc.poll() is not None, 180, "a target build")
@@ -119,8 +120,8 @@ def test_killing_a_matrix_build_leaves_no_worker(tmp_path: Path, sig: signal.Sig
         proc.send_signal(sig)
         proc.wait(timeout=60)
         _wait_for(lambda: not any(_alive(p) for p in workers), 60, "the workers to exit")
-    finally:
-        for p in _descendants(proc.pid) | {proc.pid}:
+    finally:  # on failure, orphans of this test must not outlive it
+        for p in workers | _descendants(proc.pid) | {proc.pid}:
             if _alive(p):
                 os.kill(p, signal.SIGKILL)
         proc.wait(timeout=10)
