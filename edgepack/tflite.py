@@ -367,6 +367,6 @@ def read_model_bytes(data: bytes, path: str = "<bytes>") -> ModelInfo:
         ) from exc
     except Exception as exc:  # a corrupt flatbuffer raises anything from struct to IndexError
         raise TFLiteReadError(
-            f"{path} could not be parsed as a TFLite model: {type(exc).__name__}: {exc}",
+            f"{path} could not be parsed as a TFLite model (truncated or corrupt: {exc})",
             "the file may be truncated or corrupt; rebuild it",
         ) from exc
