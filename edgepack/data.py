@@ -146,6 +146,10 @@ def load_dataset(
             problems.append(f"input '{spec.name}' has dtype {x.dtype} (numeric expected)")
             fixed.append(x)
             continue
+        if x.ndim == 0:
+            problems.append(f"input '{spec.name}' is a single number (a 0-d array), not samples")
+            fixed.append(x)
+            continue
         want = tuple(spec.shape[1:])
         if x.ndim == len(spec.shape) - 1 and tuple(x.shape) == want:
             x = x[None]

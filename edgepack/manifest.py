@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepack import __version__
-from edgepack.errors import PackageError
+from edgepack.errors import PackageError, decode_problem
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -107,10 +107,11 @@ def read_manifest(package_dir: str | Path) -> dict[str, Any]:
             "pass a package folder written by `edgepack build` (e.g. dist/digits-rpi4)",
         )
     try:
-        data = json.loads(mpath.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+        data = json.loads(mpath.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
         raise PackageError(
-            f"{mpath} is not valid JSON: {exc}", "rebuild the package with `edgepack build`"
+            f"{mpath} is not valid JSON: {decode_problem(exc)}",
+            "rebuild the package with `edgepack build`",
         ) from exc
     if not isinstance(data, dict) or data.get("schema_version") != MANIFEST_SCHEMA_VERSION:
         raise PackageError(

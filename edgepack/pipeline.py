@@ -20,7 +20,7 @@ from typing import Any
 from edgepack import __version__
 from edgepack.accuracy.fallback import FallbackPrecision
 from edgepack.data import Dataset, load_dataset
-from edgepack.errors import QuantizationError, UsageError
+from edgepack.errors import QuantizationError, UsageError, storage_errors
 from edgepack.manifest import (
     MANIFEST_SCHEMA_VERSION,
     StageRecord,
@@ -302,14 +302,17 @@ def build(plan: BuildPlan, progress: Callable[[str], None] = noop_progress) -> B
     name = plan.name or default_name(plan.source)
     dest = plan.output or default_output(name, plan.target)
     package_stage.check_destination(dest, plan.force)
-    work = Path(tempfile.mkdtemp(prefix="edgepack-build-"))
-    ctx = StageContext(workdir=work, progress=progress, seed=plan.seed)
-    try:
-        model, shared, data = prepare([plan], ctx, name)
-        calib, ev = data[0]
-        return build_from_model(plan, model, name, dest, calib, ev, ctx, exported=shared.exported)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with storage_errors():  # a full disk or an unwritable TMPDIR: a clean error
+        work = Path(tempfile.mkdtemp(prefix="edgepack-build-"))
+        ctx = StageContext(workdir=work, progress=progress, seed=plan.seed)
+        try:
+            model, shared, data = prepare([plan], ctx, name)
+            calib, ev = data[0]
+            return build_from_model(
+                plan, model, name, dest, calib, ev, ctx, exported=shared.exported
+            )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -390,11 +393,22 @@ def build_from_export(
     The model source is loaded again (cheap: no export) as the PyTorch reference that the
     validation compares against; the .pt2 is what gets converted.
     """
-    from edgepack.source import load_source
     from edgepack.stages import package as package_stage
 
     check_plan(plan)
     package_stage.check_destination(dest, plan.force)
+    with storage_errors():
+        return _build_from_export(plan, shared, dest, progress)
+
+
+def _build_from_export(
+    plan: BuildPlan,
+    shared: SharedExport,
+    dest: Path,
+    progress: Callable[[str], None],
+) -> BuildResult:
+    from edgepack.source import load_source
+
     work = Path(tempfile.mkdtemp(prefix="edgepack-target-"))
     ctx = StageContext(workdir=work, progress=progress, seed=plan.seed)
     ctx.records = [copy.deepcopy(r) for r in shared.records]

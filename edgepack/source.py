@@ -10,6 +10,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import math
 import re
 import sys
 import traceback
@@ -25,6 +26,8 @@ from edgepack.stages.base import InputSpec, TorchModel
 _SHAPE_RE = re.compile(
     r"^(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)=)?(?P<dims>\d+(?:x\d+)*)(?::(?P<dtype>[a-z0-9]+))?$"
 )
+_MAX_RANK = 8  # TFLite kernels take at most 6 (most 4-5); 8 leaves room, rejects garbage
+_MAX_ELEMENTS = 2**31 - 1
 _DTYPES = ("float32", "float16", "int32", "int64", "int8", "uint8", "bool")
 _PICKLE_HINT = (
     "save the weights with torch.save(model.state_dict(), 'weights.pt') and pass the code "
@@ -46,6 +49,17 @@ def parse_input_shape(text: str) -> tuple[str | None, tuple[int, ...], str]:
         raise UsageError(
             f"invalid --input-shape '{text}': dimensions must be >= 1", "e.g. 1x3x224x224"
         )
+    if len(dims) > _MAX_RANK:
+        raise UsageError(
+            f"invalid --input-shape '{text}': {len(dims)} dimensions, at most {_MAX_RANK}",
+            "e.g. 1x3x224x224",
+        )
+    if math.prod(dims) > _MAX_ELEMENTS:
+        raise UsageError(
+            f"invalid --input-shape '{text}': {math.prod(dims):,} elements per input, "
+            f"at most {_MAX_ELEMENTS:,} (a TFLite tensor is indexed by int32)",
+            "pass the shape the model takes for one batch, e.g. 1x3x224x224",
+        )
     dtype = m.group("dtype") or "float32"
     if dtype not in _DTYPES:
         raise UsageError(
@@ -57,6 +71,15 @@ def parse_input_shape(text: str) -> tuple[str | None, tuple[int, ...], str]:
 def _short_exc(exc: BaseException) -> str:
     msg = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {msg[0] if msg else ''}".rstrip(": ")
+
+
+def _exit_error(exc: SystemExit | GeneratorExit, what: str, hint: str) -> ModelLoadError:
+    """Model code that exits (sys.exit, a raised SystemExit or GeneratorExit) must not end
+    edgepack with that status and no package: it is a load error. Ctrl-C stays an interrupt."""
+    if isinstance(exc, SystemExit):
+        code = "" if exc.code is None else repr(exc.code)
+        return ModelLoadError(f"{what} called sys.exit({code})", hint + "; it must not exit")
+    return ModelLoadError(f"{what} raised {_short_exc(exc)}", hint)
 
 
 def _user_frame(exc: BaseException, path: str | None) -> str:
@@ -95,6 +118,13 @@ def _import_target(target: str, spec: str) -> tuple[Any, str | None]:
         sys.path.insert(0, parent)  # the model file may import its neighbours
         try:
             mod_spec.loader.exec_module(module)
+        except (SystemExit, GeneratorExit) as exc:
+            sys.modules.pop(name, None)
+            raise _exit_error(
+                exc,
+                f"importing {path}{_user_frame(exc, resolved)}",
+                "a model file must import without side effects",
+            ) from exc
         except Exception as exc:
             sys.modules.pop(name, None)
             raise ModelLoadError(
@@ -217,7 +247,14 @@ def _specs_from_shapes(module: Any, input_shapes: Sequence[str]) -> tuple[InputS
 def _example_tensors(specs: Sequence[InputSpec]) -> tuple[Any, ...]:
     import torch
 
-    return tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in specs)
+    try:
+        return tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in specs)
+    except (RuntimeError, MemoryError) as exc:  # torch reports a failed allocation as either
+        shapes = ", ".join("x".join(map(str, s.shape)) for s in specs)
+        raise UsageError(
+            f"cannot allocate example inputs of shape {shapes}: {_short_exc(exc)}",
+            "check --input-shape (batch first, e.g. 1x3x224x224)",
+        ) from exc
 
 
 def load_source(
@@ -259,6 +296,12 @@ def load_source(
         )
     try:
         built = factory()
+    except (SystemExit, GeneratorExit) as exc:
+        raise _exit_error(
+            exc,
+            f"factory {spec}{_user_frame(exc, file_path)}",
+            "the factory must build and return the model",
+        ) from exc
     except Exception as exc:
         raise ModelLoadError(
             f"factory {spec} raised{_user_frame(exc, file_path)}: {_short_exc(exc)}",
@@ -352,13 +395,28 @@ def _check_runs(module: Any, example: tuple[Any, ...], specs: Sequence[InputSpec
 
     try:
         with torch.no_grad():
-            module(*example)
+            out = module(*example)
+    except (SystemExit, GeneratorExit) as exc:
+        raise _exit_error(exc, "the model's forward()", "forward() must return outputs") from exc
     except Exception as exc:
         shapes = ", ".join("x".join(str(d) for d in s.shape) for s in specs)
         raise ModelLoadError(
             f"the model fails on inputs of shape {shapes}: {_short_exc(exc)}",
             "check --input-shape: it must be the shape the model's forward() takes, batch first",
         ) from exc
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    odd = [type(o).__name__ for o in outs if not isinstance(o, torch.Tensor)]
+    if odd or not outs:
+        what = (
+            f"a dict (keys {_few([str(k) for k in out])})"
+            if isinstance(out, dict)
+            else f"{type(out).__name__} holding {odd[0] if odd else 'nothing'}"
+        )
+        raise ModelLoadError(
+            f"the model's forward() returns {what}; edgepack needs a tensor or a tuple of tensors",
+            "return the tensors from forward() (e.g. out['logits'], or a tuple of the dict's "
+            "values), or wrap the model in a module that does",
+        )
 
 
 def _load_exported(path: Path, weights: Path | None, input_shapes: Sequence[str]) -> TorchModel:

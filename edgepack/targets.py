@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edgepack import schema
-from edgepack.errors import ProfileError
+from edgepack.errors import ProfileError, decode_problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -179,12 +179,12 @@ def builtin_names() -> list[str]:
     return sorted(p.stem for p in targets_dir().glob("*.toml"))
 
 
-def parse_profile(text: str, origin: str) -> TargetProfile:
+def parse_profile(text: str | bytes, origin: str) -> TargetProfile:
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        raw = tomllib.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, UnicodeDecodeError
         raise ProfileError(
-            f"target profile {origin} is not valid TOML: {exc}",
+            f"target profile {origin} is not valid TOML: {decode_problem(exc)}",
             "check the line named above; `edgepack targets show rpi4` prints a valid profile",
         ) from exc
     return TargetProfile.from_dict(raw, origin)
@@ -200,7 +200,7 @@ def load_target(name_or_path: str) -> TargetProfile:
                 f"target profile file not found: {p}",
                 "pass a built-in target name (see `edgepack targets list`) or an existing .toml",
             )
-        return parse_profile(p.read_text(encoding="utf-8"), str(p))
+        return parse_profile(p.read_bytes(), str(p))
     p = targets_dir() / f"{name_or_path}.toml"
     if not p.is_file():
         import difflib

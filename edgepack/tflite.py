@@ -43,6 +43,10 @@ class TFLiteReadError(EdgepackError):
     """The file is not a readable TFLite flatbuffer."""
 
 
+class _Corrupt(Exception):
+    """Raised inside read_model_bytes; becomes a TFLiteReadError."""
+
+
 @dataclass(frozen=True)
 class Quantization:
     scales: tuple[float, ...] = ()
@@ -249,20 +253,37 @@ def read_model_bytes(data: bytes, path: str = "<bytes>") -> ModelInfo:
             f"{path} is not a TFLite flatbuffer (no TFL3 identifier)",
             "edgepack reads .tflite files produced by litert-torch or the TFLite converter",
         )
+
+    # flatbuffers does not bound-check: a corrupt length or index reads past the data or
+    # loops for ever. Every vector element takes 4 bytes or more, every index is checked.
+    def length(n: int, what: str) -> int:
+        if not 0 <= n <= len(data) // 4:
+            raise _Corrupt(f"{what} count {n} does not fit in {len(data)} bytes")
+        return n
+
+    def index(i: int, n: int, what: str, optional: bool = False) -> int:
+        if not (0 <= i < n or (optional and i == -1)):
+            raise _Corrupt(f"{what} index {i} is out of range (the model has {n})")
+        return i
+
     try:
         model = schema.Model.GetRootAsModel(data, 0)
         op_names = _names(schema.BuiltinOperator)
         type_names = _names(schema.TensorType)
+        if length(model.SubgraphsLength(), "subgraph") == 0:
+            raise _Corrupt("it has no subgraph")
         g = model.Subgraphs(0)
+        n_tensors = length(g.TensorsLength(), "tensor")
+        n_codes = length(model.OperatorCodesLength(), "operator code")
         buffers_size = []
-        for b in range(model.BuffersLength()):
+        for b in range(length(model.BuffersLength(), "buffer")):
             buf = model.Buffers(b)
             n = buf.DataLength()
             if n == 0 and buf.Size() > 0:  # large models keep data outside the flatbuffer
                 n = int(buf.Size())
             buffers_size.append(n)
         tensors = []
-        for i in range(g.TensorsLength()):
+        for i in range(n_tensors):
             t = g.Tensors(i)
             q = t.Quantization()
             quant = Quantization()
@@ -272,8 +293,11 @@ def read_model_bytes(data: bytes, path: str = "<bytes>") -> ModelInfo:
                     zero_points=tuple(int(q.ZeroPoint(j)) for j in range(q.ZeroPointLength())),
                     quantized_dimension=int(q.QuantizedDimension()),
                 )
-            shape = tuple(int(t.Shape(j)) for j in range(t.ShapeLength()))
-            sig = tuple(int(t.ShapeSignature(j)) for j in range(t.ShapeSignatureLength()))
+            shape = tuple(int(t.Shape(j)) for j in range(length(t.ShapeLength(), "dimension")))
+            sig = tuple(
+                int(t.ShapeSignature(j))
+                for j in range(length(t.ShapeSignatureLength(), "dimension"))
+            )
             bidx = t.Buffer()
             dtype = type_names.get(t.Type(), str(t.Type()))
             nbytes = buffers_size[bidx] if 0 < bidx < len(buffers_size) else 0
@@ -290,9 +314,9 @@ def read_model_bytes(data: bytes, path: str = "<bytes>") -> ModelInfo:
                 )
             )
         ops = []
-        for i in range(g.OperatorsLength()):
+        for i in range(length(g.OperatorsLength(), "operator")):
             o = g.Operators(i)
-            oc = model.OperatorCodes(o.OpcodeIndex())
+            oc = model.OperatorCodes(index(o.OpcodeIndex(), n_codes, "operator code"))
             code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
             name = op_names.get(code, str(code))
             if name == "CUSTOM":
@@ -301,14 +325,20 @@ def read_model_bytes(data: bytes, path: str = "<bytes>") -> ModelInfo:
                 Operator(
                     index=i,
                     op=name,
-                    inputs=tuple(int(o.Inputs(j)) for j in range(o.InputsLength())),
-                    outputs=tuple(int(o.Outputs(j)) for j in range(o.OutputsLength())),
+                    inputs=tuple(
+                        index(int(o.Inputs(j)), n_tensors, "tensor", optional=True)
+                        for j in range(length(o.InputsLength(), "input"))
+                    ),
+                    outputs=tuple(
+                        index(int(o.Outputs(j)), n_tensors, "tensor", optional=True)
+                        for j in range(length(o.OutputsLength(), "output"))
+                    ),
                     options=_builtin_options(schema, o),
                     version=int(oc.Version()),
                 )
             )
         sigs = []
-        for s in range(model.SignatureDefsLength()):
+        for s in range(length(model.SignatureDefsLength(), "signature")):
             key = model.SignatureDefs(s).SignatureKey()
             sigs.append(key.decode() if key else "")
         return ModelInfo(
@@ -317,15 +347,26 @@ def read_model_bytes(data: bytes, path: str = "<bytes>") -> ModelInfo:
             sha256=hashlib.sha256(data).hexdigest(),
             tensors=tuple(tensors),
             operators=tuple(ops),
-            inputs=tuple(int(g.Inputs(j)) for j in range(g.InputsLength())),
-            outputs=tuple(int(g.Outputs(j)) for j in range(g.OutputsLength())),
+            inputs=tuple(
+                index(int(g.Inputs(j)), n_tensors, "input tensor")
+                for j in range(length(g.InputsLength(), "input"))
+            ),
+            outputs=tuple(
+                index(int(g.Outputs(j)), n_tensors, "output tensor")
+                for j in range(length(g.OutputsLength(), "output"))
+            ),
             subgraphs=int(model.SubgraphsLength()),
             signatures=tuple(sigs),
         )
     except TFLiteReadError:
         raise
+    except _Corrupt as exc:
+        raise TFLiteReadError(
+            f"{path} is a corrupt TFLite model: {exc}",
+            "the file may be truncated or corrupt; rebuild it",
+        ) from exc
     except Exception as exc:  # a corrupt flatbuffer raises anything from struct to IndexError
         raise TFLiteReadError(
-            f"{path} could not be parsed as a TFLite model: {type(exc).__name__}: {exc}",
+            f"{path} could not be parsed as a TFLite model (truncated or corrupt: {exc})",
             "the file may be truncated or corrupt; rebuild it",
         ) from exc

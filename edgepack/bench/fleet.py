@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edgepack.bench.options import BenchOptions
 from edgepack.bench.transport import Transport
-from edgepack.errors import DeviceError, EdgepackError, UsageError
+from edgepack.errors import DeviceError, EdgepackError, UsageError, decode_problem
 from edgepack.targets import Transport as TransportKind
 
 if sys.version_info >= (3, 11):
@@ -64,12 +64,13 @@ class FleetDevice(BaseModel):
 def load_fleet(path: str | Path) -> list[FleetDevice]:
     p = Path(path)
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        raw = tomllib.loads(p.read_bytes().decode("utf-8"))
     except FileNotFoundError as exc:
         raise UsageError(f"fleet file not found: {p}", "pass --fleet devices.toml") from exc
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: TOML, UTF-8
         raise UsageError(
-            f"cannot read fleet file {p}: {exc}", "see `edgepack bench --help` for its format"
+            f"cannot read fleet file {p}: {decode_problem(exc)}",
+            "see `edgepack bench --help` for its format",
         ) from exc
     extra = sorted(set(raw) - {"device"})
     entries = raw.get("device")

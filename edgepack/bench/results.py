@@ -39,7 +39,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from edgepack.errors import PackageError, RegressionError, UsageError
+from edgepack.errors import PackageError, RegressionError, UsageError, decode_problem
 from edgepack.manifest import MANIFEST_NAME, manifest_sha256, read_manifest, sha256_file
 
 RESULT_SCHEMA = "edgepack.bench-result/1"
@@ -287,14 +287,15 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
     """The harness document inside a saved result (or a bare harness document)."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(p.read_bytes().decode("utf-8"))
     except FileNotFoundError as exc:
         raise UsageError(
             f"baseline not found: {p}", "pass a result JSON saved by a bench run"
         ) from exc
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: JSON, UTF-8
         raise UsageError(
-            f"cannot read baseline {p}: {exc}", "pass a result JSON saved by a bench run"
+            f"cannot read baseline {p}: {decode_problem(exc)}",
+            "pass a result JSON saved by a bench run",
         ) from exc
     doc = (
         data.get("harness")

@@ -272,8 +272,11 @@ class SshTransport:
                     "/etc/ssh/ssh_host_*.pub), then connect once with ssh or pass "
                     "--accept-new-host-key to record it",
                 ) from exc
+            why = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "banner" in why.lower():  # something answered, but not an SSH server
+                why = "the server on that port does not speak SSH (no SSH banner)"
             raise DeviceError(
-                f"SSH to {self.where} failed: {exc}",
+                f"SSH to {self.where} failed: {why}",
                 hint="check that the device runs an SSH server on that port",
             ) from exc
         self.host_key_recorded = bool(seen.get("recorded"))

@@ -7,11 +7,15 @@ The library never prints or exits; :func:`main` turns an :class:`EdgepackError` 
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 
-from edgepack.errors import EdgepackError
+from edgepack.errors import EdgepackError, storage_error
 
 # Command modules and the commands each registers.
 COMMANDS: dict[str, tuple[str, ...]] = {
@@ -69,14 +73,59 @@ def print_error(err: EdgepackError) -> None:
         typer.echo(f"hint: {err.hint}", err=True)
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP: unwinds the stack like Ctrl-C, so every temporary folder and
+    half-written package is removed on the way out (a BaseException: nothing swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+@contextmanager
+def stop_signals_unwind() -> Iterator[None]:
+    """While the block runs, SIGTERM/SIGHUP raise :class:`Terminated` in the main thread
+    (once: a second signal during the clean-up is ignored, SIGKILL still works)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        del frame
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    old = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `edgepack` console script. Returns the exit code."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        make_app(_command_of(args))(args=args, prog_name="edgepack")
+        with stop_signals_unwind():
+            make_app(_command_of(args))(args=args, prog_name="edgepack")
+    except Terminated as stop:
+        name = signal.Signals(stop.signum).name
+        typer.echo(f"edgepack: stopped by {name}; temporary files removed", err=True)
+        return 128 + stop.signum
     except EdgepackError as err:
         print_error(err)
         return err.exit_code
+    except OSError as exc:  # a full disk or an unwritable folder anywhere: not our bug
+        storage = storage_error(exc)
+        if storage is None:
+            raise
+        print_error(storage)
+        return storage.exit_code
     except SystemExit as exc:  # typer's standalone mode: usage errors, --help, success
         code = exc.code
         if code is None:

@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from edgepack.errors import CompatibilityError
+from edgepack.errors import CompatibilityError, decode_problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -138,8 +138,8 @@ def _bad(name: str, what: str) -> CompatibilityError:
 def parse_table(text: str, name: str) -> RuleTable:
     try:
         raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise _bad(name, f"not valid TOML: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError
+        raise _bad(name, f"not valid TOML: {decode_problem(exc)}") from exc
     meta = raw.get("table")
     if not isinstance(meta, dict):
         raise _bad(name, "missing [table] section")

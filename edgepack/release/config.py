@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from edgepack.errors import UsageError
+from edgepack.errors import UsageError, decode_problem
 from edgepack.targets import Int8Engine, IODtype, IOLayout, QuantMode
 
 if sys.version_info >= (3, 11):
@@ -175,12 +175,12 @@ def format_errors(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_config(text: str, origin: str) -> ReleaseConfig:
+def parse_config(text: str | bytes, origin: str) -> ReleaseConfig:
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        raw = tomllib.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, UnicodeDecodeError
         raise UsageError(
-            f"{origin} is not valid TOML: {exc}",
+            f"{origin} is not valid TOML: {decode_problem(exc)}",
             "fix the line named above; `edgepack init --force` writes a fresh commented file",
         ) from exc
     try:
@@ -209,7 +209,7 @@ def find_config(path: str | Path | None) -> Path:
 
 def load_config(path: str | Path) -> ReleaseConfig:
     p = Path(path)
-    return parse_config(p.read_text(encoding="utf-8"), p.name if p.parent == Path() else str(p))
+    return parse_config(p.read_bytes(), p.name if p.parent == Path() else str(p))
 
 
 # --------------------------------------------------------------------------- resolution

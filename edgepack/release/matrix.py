@@ -11,13 +11,18 @@ passed its gates, 3 when a gate failed, 2 when a target could not be built.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
+import os
 import queue as queue_mod
 import re
 import shutil
+import signal
+import sys
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -27,6 +32,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from edgepack.errors import decode_problem
 from edgepack.release.config import Gates, ReleasePlan, TargetJob
 
 Progress = Callable[[str, str], None]  # (target id or "*", message)
@@ -131,16 +137,72 @@ class MatrixResult:
 # --------------------------------------------------------------------------- workers
 
 _QUEUE: Any = None
+_STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _init_worker(q: Any) -> None:
+class _Stop(BaseException):
+    """A worker was told to stop (SIGTERM/SIGHUP, or its parent died): unwind, so the
+    build's temporary folders and staging package are removed, then exit."""
+
+
+_IN_TASK = False  # a worker is running a task (that has folders to clean up)
+
+
+def _stop(signum: int, frame: object) -> None:
+    del frame
+    for s in _STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    if not _IN_TASK:  # idle or starting: nothing to clean up, no traceback to print
+        os._exit(128 + signum)
+    raise _Stop(signum)
+
+
+def _init_worker(q: Any, parent: int | None = None) -> None:
+    """Worker set-up: progress queue; stop cleanly on SIGTERM/SIGHUP; never outlive the
+    parent (a killed `edgepack build` must not leave ~500 MB workers behind)."""
     global _QUEUE
     _QUEUE = q
+    for s in _STOP_SIGNALS:
+        signal.signal(s, _stop)
+    if parent is None:
+        return
+    if sys.platform.startswith("linux"):  # the kernel signals us when the parent dies
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # Portable fallback (and the race before prctl): poll the parent.
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.kill(os.getpid(), _STOP_SIGNALS[0] if _STOP_SIGNALS else signal.SIGINT)
+    time.sleep(30)  # the main thread is unwinding; a stuck one is ended here
+    os._exit(1)
+
+
+def _exit_on_stop(fn: Callable[..., Any], *args: Any) -> Any:
+    global _IN_TASK
+    _IN_TASK = True
+    try:
+        return fn(*args)
+    except _Stop as stop:
+        # Clean-up ran while the exception unwound; leave without serving more work.
+        os._exit(128 + int(stop.args[0]))
+    finally:
+        _IN_TASK = False
 
 
 def _send(job_id: str, msg: str) -> None:
     if _QUEUE is not None:
         _QUEUE.put((job_id, msg))
+
+
+def _build_target_worker(job: TargetJob, shared: Any) -> dict[str, Any]:
+    return _exit_on_stop(_build_target, job, shared)
 
 
 def _build_target(
@@ -177,7 +239,7 @@ def _bench_results(folder: Path) -> list[tuple[str, bytes, dict[str, Any]]]:
         try:
             raw = p.read_bytes()
             doc = json.loads(raw)
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError):  # ValueError: JSON, UTF-8
             continue
         if isinstance(doc, dict) and doc.get("schema") == RESULT_SCHEMA:
             out.append((p.name, raw, doc))
@@ -310,9 +372,11 @@ def _latency_gate(
 
     if latency_result is not None:
         try:
-            doc = json.loads(latency_result.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return GateResult(name, limit, None, GateStatus.FAIL, f"{latency_result}: {exc}")
+            doc = json.loads(latency_result.read_bytes().decode("utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: JSON, UTF-8
+            return GateResult(
+                name, limit, None, GateStatus.FAIL, f"{latency_result}: {decode_problem(exc)}"
+            )
         value = latency_value(doc, gates.latency_stat) if isinstance(doc, dict) else None
         if value is None:
             return GateResult(
@@ -354,6 +418,13 @@ def run_matrix(plan: ReleasePlan, progress: Progress = _no_progress) -> MatrixRe
     start method: a script calling this must guard its entry point with
     ``if __name__ == "__main__":`` (the edgepack CLI does).
     """
+    from edgepack.errors import storage_errors
+
+    with storage_errors():  # a full disk or an unwritable TMPDIR: a clean error
+        return _run_matrix(plan, progress)
+
+
+def _run_matrix(plan: ReleasePlan, progress: Progress) -> MatrixResult:
     from edgepack.pipeline import prepare
     from edgepack.stages.base import StageContext
 
@@ -366,9 +437,6 @@ def run_matrix(plan: ReleasePlan, progress: Progress = _no_progress) -> MatrixRe
         with ctx.timed() as elapsed:
             _, shared, _ = prepare([t.plan for t in plan.targets], ctx, plan.name)
         export_seconds = elapsed()
-        # Benchmark results of the packages being replaced: kept when the rebuilt model is
-        # byte-identical (reproducible builds make them still valid).
-        old_bench = {t.id: _bench_results(t.dest / "bench") for t in plan.targets}
         raw: dict[str, dict[str, Any]] = {}
         if pool is not None:
             raw = pool.build(plan, shared)
@@ -379,8 +447,12 @@ def run_matrix(plan: ReleasePlan, progress: Progress = _no_progress) -> MatrixRe
                     progress(i, m)
 
                 raw[t.id] = _build_target(t, shared, report)
-        outcomes = [_outcome(t, raw[t.id], old_bench[t.id]) for t in plan.targets]
+        outcomes = [_outcome(t, raw[t.id]) for t in plan.targets]
         return MatrixResult(outcomes, export_seconds=export_seconds)
+    except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (edgepack.cli), a bug: no worker survives
+        if pool is not None:
+            pool.terminate()
+        raise
     finally:
         if pool is not None:
             pool.close()
@@ -388,6 +460,10 @@ def run_matrix(plan: ReleasePlan, progress: Progress = _no_progress) -> MatrixRe
 
 
 def _warm() -> None:
+    _exit_on_stop(_warm_imports)
+
+
+def _warm_imports() -> None:
     """Import the heavy libraries in a fresh worker before it gets a target."""
     from edgepack._quiet import quiet_native
 
@@ -407,10 +483,17 @@ class _Pool:
         self.stop = threading.Event()
         self.reader = threading.Thread(target=self._drain, daemon=True)
         self.reader.start()
-        self.pool = ProcessPoolExecutor(
-            max_workers=jobs, mp_context=self.mp, initializer=_init_worker, initargs=(self.queue,)
-        )
+        self.pool = self._executor(jobs)
+        self.extra: list[ProcessPoolExecutor] = []  # one-target pools of a crash re-run
         self.warm = [self.pool.submit(_warm) for _ in range(jobs)]
+
+    def _executor(self, jobs: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=self.mp,
+            initializer=_init_worker,
+            initargs=(self.queue, os.getpid()),
+        )
 
     def _drain(self) -> None:
         while not self.stop.is_set() or not self.queue.empty():
@@ -424,7 +507,7 @@ class _Pool:
 
     def build(self, plan: ReleasePlan, shared: Any) -> dict[str, dict[str, Any]]:
         futures: dict[str, Future[dict[str, Any]]] = {
-            t.id: self.pool.submit(_build_target, t, shared) for t in plan.targets
+            t.id: self.pool.submit(_build_target_worker, t, shared) for t in plan.targets
         }
         raw: dict[str, dict[str, Any]] = {}
         lost: list[TargetJob] = []
@@ -436,11 +519,10 @@ class _Pool:
         # One crash must not take the other targets down: each lost target is built again
         # alone, in a fresh process, so only the one that crashes again is reported.
         for t in lost:
-            with ProcessPoolExecutor(
-                max_workers=1, mp_context=self.mp, initializer=_init_worker, initargs=(self.queue,)
-            ) as alone:
+            with self._executor(1) as alone:
+                self.extra.append(alone)
                 try:
-                    raw[t.id] = alone.submit(_build_target, t, shared).result()
+                    raw[t.id] = alone.submit(_build_target_worker, t, shared).result()
                 except BrokenProcessPool as exc:
                     raw[t.id] = {
                         "status": Status.FAILED.value,
@@ -456,10 +538,23 @@ class _Pool:
         self.stop.set()
         self.reader.join(timeout=5)
 
+    def terminate(self, grace_s: float = 20.0) -> None:
+        """The build is interrupted: tell every worker to stop (each removes its temporary
+        folders while it unwinds), wait for them, kill the ones still running."""
+        procs = [p for ex in (self.pool, *self.extra) for p in list((ex._processes or {}).values())]
+        for p in procs:
+            with contextlib.suppress(OSError, ValueError):
+                p.terminate()
+        deadline = time.monotonic() + grace_s
+        for p in procs:
+            with contextlib.suppress(OSError, ValueError, AssertionError):
+                p.join(max(0.0, deadline - time.monotonic()))
+                if p.is_alive():
+                    p.kill()
+                    p.join(5)
 
-def _outcome(
-    job: TargetJob, raw: dict[str, Any], old_bench: list[tuple[str, bytes, dict[str, Any]]]
-) -> TargetOutcome:
+
+def _outcome(job: TargetJob, raw: dict[str, Any]) -> TargetOutcome:
     out = TargetOutcome(
         id=job.id,
         target=job.plan.target.name,
@@ -474,15 +569,14 @@ def _outcome(
         if out.status is Status.GATE_FAILED:  # a gate inside the build: no package written
             out.gates.append(_build_gate(job, out.message))
         return out
+    # A rebuild keeps the replaced package's bench/ (stages/package.py); the results that
+    # measured these very model bytes (reproducible builds) still count for the gates.
     sha = out.manifest["model"]["sha256"]
-    kept = [(n, b) for n, b, d in old_bench if (d.get("package") or {}).get("model_sha256") == sha]
-    if kept:
-        bench = job.dest / "bench"
-        bench.mkdir(exist_ok=True)
-        for n, b in kept:
-            if not (bench / n).exists():
-                (bench / n).write_bytes(b)
-                out.restored_bench.append(n)
+    out.restored_bench = [
+        n
+        for n, _, d in _bench_results(job.dest / "bench")
+        if (d.get("package") or {}).get("model_sha256") == sha
+    ]
     out.gates = evaluate_gates(job.gates, out.manifest, job.dest, job.latency_result)
     failed = [g for g in out.gates if g.status in (GateStatus.FAIL, GateStatus.NO_DATA)]
     if failed:

@@ -76,7 +76,7 @@ def _bench(pkg: Path, model_sha: str | None) -> list[dict[str, Any]]:
     for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             doc = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError):  # ValueError: JSON, UTF-8
             continue
         if not isinstance(doc, dict) or doc.get("schema") != RESULT_SCHEMA:
             continue

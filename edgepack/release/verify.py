@@ -23,7 +23,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from edgepack.errors import PackageError
+from edgepack.errors import PackageError, decode_problem
 from edgepack.manifest import MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, REQUIRED_KEYS, sha256_file
 
 BENCH_DIR = "bench"
@@ -142,9 +142,9 @@ def _check_manifest(pkg: Path, rep: VerifyReport) -> dict[str, Any] | None:
         rep.add("manifest", False, f"no {MANIFEST_NAME}")
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        rep.add("manifest", False, f"{MANIFEST_NAME} is not valid JSON ({exc})")
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        rep.add("manifest", False, f"{MANIFEST_NAME} is not valid JSON ({decode_problem(exc)})")
         return None
     if not isinstance(data, dict):
         rep.add("manifest", False, f"{MANIFEST_NAME} is not a JSON object")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import traceback
 
@@ -51,7 +52,15 @@ def run(model: TorchModel, ctx: StageContext) -> ExportedModel:
                     "make forward() traceable: no data-dependent Python control flow or "
                     "unsupported ops; see the torch.export docs for the failing construct",
                 ) from exc
-        torch.export.save(ep, out)
+        # Through memory: torch's zip writer aborts the process (SIGABRT, no exception) when
+        # a write fails; Python's write raises OSError, which becomes a clean StorageError.
+        buf = io.BytesIO()
+        torch.export.save(ep, buf)
+        try:
+            out.write_bytes(buf.getbuffer())
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(out)) from exc
+        del buf
     ctx.record(
         NAME,
         params={"strict": False, "torch_export": True},

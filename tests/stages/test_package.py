@@ -73,3 +73,46 @@ def test_destination_that_is_a_file(tmp_path: Path) -> None:
     f.write_text("not a folder")
     with pytest.raises(PackageError, match="exists and is not a folder"):
         check_destination(f, force=True)
+
+
+def test_force_keeps_bench_and_analysis_results(tmp_path: Path) -> None:
+    src = tmp_path / "m.bin"
+    src.write_bytes(b"v1")
+    dest = _write(tmp_path / "pkg", src)
+    (dest / "bench").mkdir()
+    (dest / "bench" / "rpi4-ssh-pi-1.json").write_text('{"schema": "x"}')
+    (dest / "analysis").mkdir()
+    (dest / "analysis" / "layers.csv").write_text("rank,op\n")
+    src.write_bytes(b"v2")
+    _write(dest, src, force=True)
+    assert (dest / "model.tflite").read_bytes() == b"v2"
+    assert (dest / "bench" / "rpi4-ssh-pi-1.json").read_text() == '{"schema": "x"}'
+    assert (dest / "analysis" / "layers.csv").read_text() == "rank,op\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "pkg"]  # nothing aside
+
+
+def test_failed_replace_puts_the_old_package_back_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    src = tmp_path / "m.bin"
+    src.write_bytes(b"v1")
+    dest = _write(tmp_path / "pkg", src)
+    (dest / "bench").mkdir()
+    (dest / "bench" / "r.json").write_text("{}")
+    real_rename = os.rename
+
+    def rename(a: str | Path, b: str | Path) -> None:
+        if Path(b) == dest and ".tmp-" in Path(a).name:  # the final move into place
+            raise OSError(28, "No space left on device")
+        real_rename(a, b)
+
+    monkeypatch.setattr(os, "rename", rename)
+    src.write_bytes(b"v2")
+    with pytest.raises(PackageError, match="no space left"):
+        _write(dest, src, force=True)
+    monkeypatch.undo()
+    assert (dest / "model.tflite").read_bytes() == b"v1"
+    assert (dest / "bench" / "r.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "pkg"]
