@@ -76,6 +76,8 @@ class BuildPlan:
     # build, so a package over budget is never written.
     max_model_kb: float | None = None
     max_ram_mb: float | None = None
+    # Take the export and the float conversion from edgepack.cache (False: --no-cache).
+    cache: bool = True
 
     # ---- resolved values -------------------------------------------------------------
     @property
@@ -287,6 +289,7 @@ def prepare(
     from edgepack.stages import export
 
     first = plans[0]
+    cache = _cache(first)  # a bad cache setting fails before the load
     ctx.progress("load: model source")
     with ctx.timed() as elapsed:
         model = load_source(first.source, first.weights, first.input_shapes)
@@ -312,7 +315,10 @@ def prepare(
         model = run_compression(model, first.prune, first.distill, ctx, ev)
         model.reference = original
         model.source = original.source
-    exported = export.run(model, ctx)
+    if model.reference is not None:  # compressed: the key would have to cover the training
+        exported = export.run(model, ctx, None, "compressed model (--prune/--distill)")
+    else:
+        exported = export.run(model, ctx, cache)
     shared = SharedExport(
         source=first.source,
         weights=first.weights,
@@ -377,8 +383,8 @@ def build_from_model(
     from edgepack.stages import package as package_stage
 
     if exported is None:
-        exported = export.run(model, ctx)
-    float_model = convert.run(exported, plan.layout, ctx)
+        exported = export.run(model, ctx, None if model.reference is not None else _cache(plan))
+    float_model = convert.run(exported, plan.layout, ctx, _cache(plan))
     batch = model.inputs[0].shape[0] if model.inputs[0].shape else 1
     data = ev or calib or _random_data(model, plan.seed)
     validate_args: dict[str, Any] = {
@@ -456,6 +462,13 @@ def build_from_model(
 EDGETPU_MODEL_FILE = "model_edgetpu.tflite"
 
 
+def _cache(plan: BuildPlan) -> Any:
+    """The export/conversion cache (edgepack.cache.ArtifactCache), None with --no-cache."""
+    from edgepack.cache import ArtifactCache
+
+    return ArtifactCache() if plan.cache else None
+
+
 def _device_checks(
     plan: BuildPlan, built: TFLiteArtifact, ctx: StageContext, allow_cpu: bool = False
 ) -> tuple[Any, Any]:
@@ -530,6 +543,7 @@ def make_manifest(
         "build": {
             "created_at": now_iso(),
             "stage_seconds": {r.name: r.seconds for r in ctx.records},
+            "cache": {r.name: r.cache for r in ctx.records if r.cache},
             "host": host_facts(),
             **report.timing,
         },
