@@ -8,6 +8,7 @@ which is what the Edge TPU and most camera pipelines want.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from edgepack._quiet import quiet_native
 from edgepack.cache import ArtifactCache, cache_status, convert_key, key_label
@@ -27,22 +28,65 @@ def boundary_shapes(inputs: tuple[InputSpec, ...], layout: IOLayout) -> list[tup
     return [nhwc_shape(s.shape) if layout == IOLayout.NHWC else s.shape for s in inputs]
 
 
+def convert_program(ep: Any, args: tuple[Any, ...], direct: bool = True) -> Any:
+    """``litert_torch.convert`` of an ExportedProgram, without exporting it a second time.
+
+    ``litert_torch.convert`` takes a module and runs torch.export on it again. This runs the
+    rest of its pipeline (litert_torch/_convert/core.py, convert_signatures: decompositions,
+    FX passes, flatbuffer) on the program we already have; the bytes are the same (tested).
+    Falls back to the public call when those internals are not there (another release) or
+    with ``direct=False``.
+    """
+    import litert_torch
+
+    try:
+        if not direct:
+            raise ImportError("public route requested")
+        from litert_torch import fx_infra
+        from litert_torch import model as lt_model
+        from litert_torch._convert import core, litert_converter, signature
+
+        sig = signature.Signature(lt_model.DEFAULT_SIGNATURE_NAME, ep.module(), args, {})
+        fx_infra.silence_torch_logs()
+        ep = fx_infra.graph_utils.reset_from_node_meta(ep)
+        ep = fx_infra.safe_run_decompositions(
+            ep, fx_infra.decomp.pre_convert_decomp(), can_skip=False
+        )
+        ep = core._run_convert_passes(ep)
+        build = litert_converter.exported_programs_to_flatbuffer
+        model_class = lt_model.LiteRTModel
+    except (ImportError, AttributeError):
+        return litert_torch.convert(ep.module(), args)
+    exporter = build(
+        [ep],
+        [sig],
+        enable_x64=False,
+        quant_config=None,
+        lightweight_conversion=False,
+        runtime_constant_folding=None,
+    )
+    return model_class(exporter)
+
+
 def _convert(exported: ExportedModel, layout: IOLayout, nhwc_args: list[int], out: Path) -> None:
     with quiet_native() as log:
         import litert_torch  # noisy native start-up: imported inside quiet_native
         import torch
 
         try:
+            # A fresh program per conversion (litert-torch's passes edit it in place).
             ep = torch.export.load(exported.path)
-            module = ep.module()
             shapes = boundary_shapes(exported.inputs, layout)
             args = tuple(
                 torch.zeros(shape, dtype=getattr(torch, spec.dtype))
                 for shape, spec in zip(shapes, exported.inputs, strict=True)
             )
             if layout == IOLayout.NHWC:
-                module = litert_torch.to_channel_last_io(module, args=nhwc_args)
-            edge = litert_torch.convert(module, args)
+                # The channels-last wrapper is a new module: litert-torch exports it.
+                module = litert_torch.to_channel_last_io(ep.module(), args=nhwc_args)
+                edge = litert_torch.convert(module, args)
+            else:
+                edge = convert_program(ep, args)
             edge.export(str(out))
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]

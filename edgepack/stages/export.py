@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import traceback
 from pathlib import Path
+from typing import Any
 
 from edgepack._quiet import quiet_native
 from edgepack.cache import ArtifactCache, cache_status, key_label
@@ -30,8 +31,8 @@ def _explain(exc: BaseException, user_files: set[str]) -> str:
     return f"{type(exc).__name__}: {first[:300]}{where}"
 
 
-def _export(model: TorchModel, out: Path) -> int:
-    """torch.export ``model`` (or take its program) and save it to ``out``; the node count."""
+def _export(model: TorchModel, out: Path) -> Any:
+    """torch.export ``model`` (or take its program) and save it to ``out``; the program."""
     import torch
 
     if model.exported is not None:
@@ -50,7 +51,7 @@ def _export(model: TorchModel, out: Path) -> int:
                 "unsupported ops; see the torch.export docs for the failing construct",
             ) from exc
     torch.export.save(ep, out)
-    return sum(1 for _ in ep.graph.nodes)
+    return ep
 
 
 def run(
@@ -72,7 +73,7 @@ def run(
         else:
             ctx.progress("export: torch.export")
             with quiet_native():
-                nodes = _export(model, out)
+                nodes = sum(1 for _ in _export(model, out).graph.nodes)
             if cache is not None and key is not None:
                 cache.put(key, out, {"artifact": "export", "nodes": nodes})
     ctx.record(
