@@ -328,3 +328,39 @@ def test_changed_code_or_weights_miss_and_a_damaged_entry_is_rebuilt(
         tmp_path / "a" / "model.tflite"
     ).read_bytes()
     assert blob.stat().st_size == len(float_bytes(tmp_path / "a"))  # stored again, whole
+
+
+# ----------------------------------------------------------------------- options
+
+
+def test_no_cache_and_the_config_key_reach_every_target(tmp_path: Path) -> None:
+    from edgepack.release.config import Overrides, parse_config, resolve
+    from tests.release.conftest import CONFIG, make_project
+
+    project = make_project(tmp_path / "repo")
+    cfg = parse_config(CONFIG, "edgepack.toml")
+    on = resolve(cfg, project / "edgepack.toml", Overrides())
+    assert [t.plan.cache for t in on.targets] == [True, True, True]
+    off = resolve(cfg, project / "edgepack.toml", Overrides(no_cache=True))
+    assert [t.plan.cache for t in off.targets] == [False, False, False]
+    text = CONFIG.replace("[build]\n", "[build]\ncache = false\n")
+    assert "cache = false" in text
+    from_file = resolve(parse_config(text, "edgepack.toml"), project / "edgepack.toml", Overrides())
+    assert [t.plan.cache for t in from_file.targets] == [False, False, False]
+
+
+def test_a_bad_cache_size_is_an_input_error_before_the_model_loads(
+    cli: Callable[..., object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGEPACK_CACHE_MAX_MB", "-5")
+    (tmp_path / "model.py").write_text("raise RuntimeError('the model was imported')\n")
+    args = ["build", f"{tmp_path}/model.py:f", "--input-shape", "1x3", "--target", "host"]
+    res = cli(*args, "-o", tmp_path / "out")
+    assert res.code == 2  # type: ignore[attr-defined]
+    err = res.err  # type: ignore[attr-defined]
+    assert "error: EDGEPACK_CACHE_MAX_MB='-5' is not a size in MB" in err
+    assert "hint: set it to a number >= 0" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    # --no-cache does not read the setting: the build gets as far as the model.
+    res = cli(*args, "-o", tmp_path / "out", "--no-cache")
+    assert res.code == 2 and "the model was imported" in res.err  # type: ignore[attr-defined]
