@@ -139,12 +139,11 @@ class ArtifactCache:
                 "created": time.time(),
             }
             (tmp / _META).write_text(json.dumps(record, sort_keys=True), encoding="utf-8")
-            final = self._entry(key)
-            if final.exists():
-                shutil.rmtree(final, ignore_errors=True)  # a damaged entry being replaced
-            os.rename(tmp, final)
+            # Fails when the entry exists (another build stored it first): keep that one.
+            # A damaged entry never stays: get() deletes it before the build stores anew.
+            os.rename(tmp, self._entry(key))
         except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)  # e.g. another build stored it first
+            shutil.rmtree(tmp, ignore_errors=True)
             return False
         self.evict()
         return True

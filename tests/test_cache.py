@@ -364,3 +364,12 @@ def test_a_bad_cache_size_is_an_input_error_before_the_model_loads(
     # --no-cache does not read the setting: the build gets as far as the model.
     res = cli(*args, "-o", tmp_path / "out", "--no-cache")
     assert res.code == 2 and "the model was imported" in res.err  # type: ignore[attr-defined]
+
+
+def test_a_second_writer_of_the_same_key_keeps_the_first_entry(tmp_path: Path) -> None:
+    cache = ArtifactCache(tmp_path / "c", max_bytes=1 << 20)
+    assert cache.put("k", _artifact(tmp_path, "a", b"first"))
+    assert not cache.put("k", _artifact(tmp_path, "b", b"second"))
+    hit = cache.get("k", tmp_path / "out")
+    assert hit is not None and (tmp_path / "out").read_bytes() == b"first"
+    assert [p.name for p in (tmp_path / "c" / "v1").iterdir()] == ["k"]  # no temp left
