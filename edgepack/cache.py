@@ -45,6 +45,7 @@ ENV_MAX_MB = "EDGEPACK_CACHE_MAX_MB"
 _ENTRIES = f"v{CACHE_FORMAT}"
 _ARTIFACT = "artifact"
 _META = "meta.json"
+_STALE_TMP_SECONDS = 3600  # an entry being written takes seconds; older temps are debris
 # edgepack's own code that shapes the cached bytes (a development checkout changes it
 # without a version bump).
 _OWN_CODE = ("stages/export.py", "stages/convert.py", "cache.py")
@@ -156,6 +157,9 @@ class ArtifactCache:
             return []
         for entry in folder.iterdir():
             if entry.name.startswith(".tmp-"):
+                with contextlib.suppress(OSError):  # left by a build that was killed
+                    if time.time() - entry.stat().st_mtime > _STALE_TMP_SECONDS:
+                        shutil.rmtree(entry, ignore_errors=True)
                 continue
             try:
                 used = (entry / _META).stat().st_mtime

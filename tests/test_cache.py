@@ -373,3 +373,15 @@ def test_a_second_writer_of_the_same_key_keeps_the_first_entry(tmp_path: Path) -
     hit = cache.get("k", tmp_path / "out")
     assert hit is not None and (tmp_path / "out").read_bytes() == b"first"
     assert [p.name for p in (tmp_path / "c" / "v1").iterdir()] == ["k"]  # no temp left
+
+
+def test_temp_folders_of_killed_builds_are_cleaned_up(tmp_path: Path) -> None:
+    cache = ArtifactCache(tmp_path / "c", max_bytes=1 << 20)
+    cache.put("k", _artifact(tmp_path, "a", b"x"))
+    old, fresh = tmp_path / "c" / "v1" / ".tmp-old", tmp_path / "c" / "v1" / ".tmp-fresh"
+    for d in (old, fresh):
+        d.mkdir()
+        (d / "artifact").write_bytes(b"partial")
+    os.utime(old, (0, 0))
+    assert [e.name for _, _, e in cache.entries()] == ["k"]
+    assert not old.exists() and fresh.exists()  # a build may still be writing this one
