@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepack._quiet import quiet_native
-from edgepack.cache import ArtifactCache, cache_status, key_label
+from edgepack.cache import ArtifactCache, cache_status, export_key, key_label
 from edgepack.errors import ExportError
 from edgepack.stages.base import ExportedModel, StageContext, TorchModel
 
@@ -61,15 +61,13 @@ def run(
     no_cache_reason: str = "--no-cache",
 ) -> ExportedModel:
     """Export ``model``; with a ``cache``, take the .pt2 from it when its key is there."""
-    from edgepack.cache import export_key
-
     out = ctx.stage_dir(NAME) / "model.pt2"
     with ctx.timed() as elapsed:
         key = export_key(model) if cache is not None else None
         hit = cache.get(key, out) if cache is not None and key is not None else None
         if hit is not None:
             ctx.progress(f"export: cache hit ({key_label(hit.key)})")
-            nodes = hit.meta["nodes"]
+            nodes = hit.meta.get("nodes")
         else:
             ctx.progress("export: torch.export")
             with quiet_native():
