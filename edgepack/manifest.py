@@ -75,10 +75,13 @@ class StageRecord:
     outputs: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0  # moved under build.stage_seconds when written
+    # export/convert: {"status": "hit"|"miss"|"off", "key"/"reason"}; under build.cache
+    cache: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("seconds")
+        d.pop("cache")
         return d
 
 

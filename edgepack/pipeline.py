@@ -82,6 +82,8 @@ class BuildPlan:
     # False: no default accuracy guard from the profile (--no-accuracy-gate), recorded in
     # the manifest. The user's own --max-accuracy-drop / --min-fidelity cannot be combined.
     accuracy_gate: bool = True
+    # Take the export and the float conversion from edgepack.cache (False: --no-cache).
+    cache: bool = True
 
     # ---- resolved values -------------------------------------------------------------
     @property
@@ -344,6 +346,7 @@ def prepare(
     from edgepack.stages import export
 
     first = plans[0]
+    cache = _cache(first)  # a bad cache setting fails before the load
     ctx.progress("load: model source")
     with ctx.timed() as elapsed:
         model = load_source(first.source, first.weights, first.input_shapes)
@@ -369,7 +372,10 @@ def prepare(
         model = run_compression(model, first.prune, first.distill, ctx, ev)
         model.reference = original
         model.source = original.source
-    exported = export.run(model, ctx)
+    if model.reference is not None:  # compressed: the key would have to cover the training
+        exported = export.run(model, ctx, None, "compressed model (--prune/--distill)")
+    else:
+        exported = export.run(model, ctx, cache)
     shared = SharedExport(
         source=first.source,
         weights=first.weights,
@@ -445,8 +451,8 @@ def build_from_model(
     from edgepack.stages import package as package_stage
 
     if exported is None:
-        exported = export.run(model, ctx)
-    float_model = convert.run(exported, plan.layout, ctx)
+        exported = export.run(model, ctx, None if model.reference is not None else _cache(plan))
+    float_model = convert.run(exported, plan.layout, ctx, _cache(plan))
     batch = model.inputs[0].shape[0] if model.inputs[0].shape else 1
     drop, fid, guard = accuracy_guard(plan, ev)
     plan = dataclasses.replace(plan, max_accuracy_drop=drop, min_fidelity=fid)
@@ -539,6 +545,13 @@ NOT_COMPILED = (
 )
 
 
+def _cache(plan: BuildPlan) -> Any:
+    """The export/conversion cache (edgepack.cache.ArtifactCache), None with --no-cache."""
+    from edgepack.cache import ArtifactCache
+
+    return ArtifactCache() if plan.cache else None
+
+
 def _device_checks(
     plan: BuildPlan, built: TFLiteArtifact, ctx: StageContext, allow_cpu: bool = False
 ) -> tuple[Any, Any]:
@@ -613,6 +626,7 @@ def make_manifest(
         "build": {
             "created_at": now_iso(),
             "stage_seconds": {r.name: r.seconds for r in ctx.records},
+            "cache": {r.name: r.cache for r in ctx.records if r.cache},
             "host": host_facts(),
             **report.timing,
         },

@@ -280,6 +280,7 @@ def load_source(
             f"invalid model source '{spec}'",
             "use module.path:factory, path/to/model.py:factory or a .pt2 file",
         )
+    before = set(sys.modules)
     module_obj, file_path = _import_target(target, spec)
     factory = getattr(module_obj, factory_name, None)
     if factory is None or not callable(factory):
@@ -321,6 +322,11 @@ def load_source(
             f"factory {spec} returned {type(built).__name__}, not a torch.nn.Module",
             "return the model (optionally with example inputs: (model, (x,)))",
         )
+    # What this load imported afresh (the file source is executed again even when held):
+    # the cache keys only code it can tell is what the files hold.
+    loaded = set(sys.modules) - before
+    if file_path is not None and (target.endswith(".py") or "/" in target or "\\" in target):
+        loaded.add(module_obj.__name__)
     module = built
     weights_sha = None
     if weights is not None:
@@ -349,7 +355,15 @@ def load_source(
         "weights_sha256": weights_sha,
         "inputs": [s.to_dict() for s in specs],
     }
-    return TorchModel(module, example, specs, source, name=default_name(spec))
+    return TorchModel(
+        module,
+        example,
+        specs,
+        source,
+        name=default_name(spec),
+        factory=factory,
+        loaded_modules=frozenset(loaded),
+    )
 
 
 def default_name(spec: str) -> str:

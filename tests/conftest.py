@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +13,19 @@ REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "examples" / "digits"
 
 os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The export/conversion cache of the whole session: never the user's real cache."""
+    folder = tmp_path_factory.mktemp("edgepack-cache")
+    old = os.environ.get("EDGEPACK_CACHE_DIR")
+    os.environ["EDGEPACK_CACHE_DIR"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("EDGEPACK_CACHE_DIR", None)
+    else:
+        os.environ["EDGEPACK_CACHE_DIR"] = old
 
 
 @dataclass

@@ -113,6 +113,9 @@ def register(app: typer.Typer) -> None:
             help="Package name: a-z 0-9 . _ -, at most 64 (default: from the source).",
         ),
         force: bool = typer.Option(False, "--force", help="Replace an existing package."),
+        no_cache: bool = typer.Option(
+            False, "--no-cache", help="Export and convert again; do not use or fill the cache."
+        ),
         latency_runs: int | None = typer.Option(
             None, "--latency-runs", help="Host latency runs (0 to skip; default 50)."
         ),
@@ -191,6 +194,7 @@ def register(app: typer.Typer) -> None:
             output=output,
             output_dir=output_dir,
             force=force,
+            no_cache=no_cache,
             jobs=jobs,
             latency_runs=latency_runs,
             prune=prune,
@@ -265,6 +269,7 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
         force=over.force,
         name=over.name,
         latency_runs=50 if over.latency_runs is None else over.latency_runs,
+        cache=not over.no_cache,
         **compression_fields(over, None, None),
     )
     with build_progress([target], enabled=not (quiet or json_)) as report:

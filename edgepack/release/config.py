@@ -102,6 +102,7 @@ class BuildSection(_Strict):
     jobs: int | None = Field(default=None, ge=1, le=64)
     seed: int = 0
     latency_runs: int = Field(default=50, ge=0)
+    cache: bool = True  # the export/conversion cache (edgepack.cache); false: always rebuild
 
 
 class ReleaseConfig(_Strict):
@@ -242,6 +243,7 @@ class Overrides:
     output: Path | None = None  # one package folder (one target only)
     output_dir: Path | None = None
     force: bool = False
+    no_cache: bool = False
     jobs: int | None = None
     latency_runs: int | None = None
     # compression (CLI values win over [compression] in the file)
@@ -538,6 +540,7 @@ def resolve(
             name=name,
             seed=build.seed,
             latency_runs=over.latency_runs if over.latency_runs is not None else build.latency_runs,
+            cache=build.cache and not over.no_cache,
             source_label=label,
             **extra,
         )
@@ -664,6 +667,7 @@ def render_template(
         "# jobs = 2                    # targets built in parallel (default min(2, targets))",
         "seed = 0",
         "latency_runs = 50             # host latency runs per build (0 to skip)",
+        "# cache = false               # always export and convert again (like --no-cache)",
         "",
         "# Release gates for every target (a [targets.gates] table overrides them). A failed",
         "# gate makes `edgepack build` exit 3. max_accuracy_drop is in top-1 points and stops",

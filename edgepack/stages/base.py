@@ -41,6 +41,8 @@ class TorchModel:
     # The model as loaded, when this one was compressed from it (pruning, distillation):
     # validation measures the accuracy drop against it.
     reference: Any = None
+    factory: Any = None  # the callable that built it (a factory source): keys the cache
+    loaded_modules: frozenset[str] = frozenset()  # modules (re)imported by this load
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class ExportedModel:
     path: Path
     inputs: tuple[InputSpec, ...]
     sha256: str
+    cache_key: str = ""  # edgepack.cache export key ("": not cached, e.g. a compressed model)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class StageContext:
         outputs: list[Path] | None = None,
         metrics: dict[str, Any] | None = None,
         seconds: float = 0.0,
+        cache: dict[str, Any] | None = None,
     ) -> StageRecord:
         rec = StageRecord(
             name=name,
@@ -92,6 +96,7 @@ class StageContext:
             outputs={p.name: sha256_file(p) for p in (outputs or [])},
             metrics=dict(metrics or {}),
             seconds=round(seconds, 3),
+            cache=dict(cache or {}),
         )
         self.records.append(rec)
         return rec

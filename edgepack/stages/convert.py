@@ -7,7 +7,11 @@ which is what the Edge TPU and most camera pipelines want.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from edgepack._quiet import quiet_native
+from edgepack.cache import ArtifactCache, cache_status, convert_key, key_label
 from edgepack.errors import ConversionError
 from edgepack.pt2 import load_program
 from edgepack.stages.base import ExportedModel, InputSpec, StageContext, TFLiteArtifact
@@ -25,33 +29,67 @@ def boundary_shapes(inputs: tuple[InputSpec, ...], layout: IOLayout) -> list[tup
     return [nhwc_shape(s.shape) if layout == IOLayout.NHWC else s.shape for s in inputs]
 
 
-def run(exported: ExportedModel, layout: IOLayout, ctx: StageContext) -> TFLiteArtifact:
-    ctx.progress("convert: litert-torch to float32 .tflite")
-    out = ctx.stage_dir(NAME) / "model_float32.tflite"
-    with ctx.timed() as elapsed, quiet_native() as log:
+def convert_program(ep: Any, args: tuple[Any, ...], direct: bool = True) -> Any:
+    """``litert_torch.convert`` of an ExportedProgram, without exporting it a second time.
+
+    ``litert_torch.convert`` takes a module and runs torch.export on it again. This runs the
+    rest of its pipeline (litert_torch/_convert/core.py, convert_signatures: decompositions,
+    FX passes, flatbuffer) on the program we already have; the bytes are the same (tested).
+    Falls back to the public call when those internals are not there (another release) or
+    with ``direct=False``.
+    """
+    import litert_torch
+
+    try:
+        if not direct:
+            raise ImportError("public route requested")
+        from litert_torch import fx_infra
+        from litert_torch import model as lt_model
+        from litert_torch._convert import core, litert_converter, signature
+
+        sig = signature.Signature(lt_model.DEFAULT_SIGNATURE_NAME, ep.module(), args, {})
+        fx_infra.silence_torch_logs()
+        ep = fx_infra.graph_utils.reset_from_node_meta(ep)
+        ep = fx_infra.safe_run_decompositions(
+            ep, fx_infra.decomp.pre_convert_decomp(), can_skip=False
+        )
+        ep = core._run_convert_passes(ep)
+        build = litert_converter.exported_programs_to_flatbuffer
+        model_class = lt_model.LiteRTModel
+    except (ImportError, AttributeError):
+        return litert_torch.convert(ep.module(), args)
+    exporter = build(
+        [ep],
+        [sig],
+        enable_x64=False,
+        quant_config=None,
+        lightweight_conversion=False,
+        runtime_constant_folding=None,
+    )
+    return model_class(exporter)
+
+
+def _convert(exported: ExportedModel, layout: IOLayout, nhwc_args: list[int], out: Path) -> None:
+    with quiet_native() as log:
         import litert_torch  # noisy native start-up: imported inside quiet_native
         import torch
 
         try:
+            # A fresh program per conversion (litert-torch's passes edit it in place),
+            # loaded through the checked loader: a .pt2 is a pickle carrier.
             ep = load_program(exported.path)
-            module = ep.module()
             shapes = boundary_shapes(exported.inputs, layout)
             args = tuple(
                 torch.zeros(shape, dtype=getattr(torch, spec.dtype))
                 for shape, spec in zip(shapes, exported.inputs, strict=True)
             )
-            nhwc_args = [i for i, s in enumerate(exported.inputs) if len(s.shape) == 4]
             if layout == IOLayout.NHWC:
-                if not nhwc_args:
-                    raise ConversionError(
-                        "io_layout 'nhwc' needs at least one 4-D (N, C, H, W) input",
-                        "use --io-layout nchw for this model",
-                    )
-                module = litert_torch.to_channel_last_io(module, args=nhwc_args)
-            edge = litert_torch.convert(module, args)
+                # The channels-last wrapper is a new module: litert-torch exports it.
+                module = litert_torch.to_channel_last_io(ep.module(), args=nhwc_args)
+                edge = litert_torch.convert(module, args)
+            else:
+                edge = convert_program(ep, args)
             edge.export(str(out))
-        except ConversionError:
-            raise
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise ConversionError(
@@ -59,6 +97,38 @@ def run(exported: ExportedModel, layout: IOLayout, ctx: StageContext) -> TFLiteA
                 "an op without a TFLite lowering is the usual cause; the converter said: "
                 + (log.tail(2) or "nothing more"),
             ) from exc
+
+
+def run(
+    exported: ExportedModel,
+    layout: IOLayout,
+    ctx: StageContext,
+    cache: ArtifactCache | None = None,
+    no_cache_reason: str = "--no-cache",
+) -> TFLiteArtifact:
+    """Convert; with a ``cache`` and an export key, take the .tflite from it when there."""
+    out = ctx.stage_dir(NAME) / "model_float32.tflite"
+    nhwc_args = [i for i, s in enumerate(exported.inputs) if len(s.shape) == 4]
+    if layout == IOLayout.NHWC and not nhwc_args:
+        raise ConversionError(
+            "io_layout 'nhwc' needs at least one 4-D (N, C, H, W) input",
+            "use --io-layout nchw for this model",
+        )
+    key = None
+    if cache is not None and exported.cache_key:
+        key = convert_key(exported.cache_key, layout.value)
+    elif cache is not None:
+        no_cache_reason = "the export is not cached"
+        cache = None
+    with ctx.timed() as elapsed:
+        hit = cache.get(key, out) if cache is not None and key is not None else None
+        if hit is not None:
+            ctx.progress(f"convert: cache hit ({key_label(hit.key)})")
+        else:
+            ctx.progress("convert: litert-torch to float32 .tflite")
+            _convert(exported, layout, nhwc_args, out)
+            if cache is not None and key is not None:
+                cache.put(key, out, {"artifact": "convert", "io_layout": layout.value})
     art = TFLiteArtifact(path=out, kind="float32", io_layout=layout.value)
     ctx.record(
         NAME,
@@ -70,5 +140,6 @@ def run(exported: ExportedModel, layout: IOLayout, ctx: StageContext) -> TFLiteA
         outputs=[out],
         metrics={"bytes": out.stat().st_size},
         seconds=elapsed(),
+        cache=cache_status(cache, key, hit is not None, no_cache_reason),
     )
     return art
