@@ -6,7 +6,6 @@ scale / zero point, and integer outputs are dequantized, so callers always speak
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,6 +69,18 @@ def dequantize_output(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     return ((y.astype(np.float32) - zp) * scale).astype(np.float32)
 
 
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear interpolation between the closest ranks (numpy's default method), ``q`` in
+    [0, 100]. The one definition of latency percentiles in edgepack; the device harness
+    (devices/edgepack_bench.py, which imports nothing from edgepack) keeps an identical copy."""
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    k = (len(sorted_values) - 1) * q / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
 class Runner:
     """Runs one sample at a time (batch dimension of the model) over arrays of samples."""
 
@@ -112,8 +123,8 @@ class Runner:
             times.append((time.perf_counter() - t0) * 1e3)
         times.sort()
         return {
-            "median_ms": round(statistics.median(times), 4),
+            "median_ms": round(percentile(times, 50), 4),
             "min_ms": round(times[0], 4),
-            "p90_ms": round(times[int(0.9 * (len(times) - 1))], 4),
+            "p90_ms": round(percentile(times, 90), 4),
             "runs": runs,
         }
