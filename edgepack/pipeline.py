@@ -514,7 +514,7 @@ def make_manifest(
             "io_dtype": plan.io.value,
             "io_layout": plan.layout.value,
             "route": quantize.route_for(plan.mode),
-            "calibration_samples": plan.n_calibration if plan.mode == QuantMode.FULL_INT8 else None,
+            "calibration_samples": _calibration_used(ctx),
             "overridden": {
                 "quantization": plan.quantization is not None,
                 "io_dtype": plan.io_dtype is not None,
@@ -534,6 +534,15 @@ def make_manifest(
             **report.timing,
         },
     }
+
+
+def _calibration_used(ctx: StageContext) -> int | None:
+    """Samples the last calibrating stage (quantize, or the fallback search) really used: the
+    data file may hold fewer than --calibration-samples / the profile's number."""
+    for r in reversed(ctx.records):
+        if "calibration_samples" in r.params:
+            return int(r.params["calibration_samples"])
+    return None
 
 
 def _stage_line(name: str, params: dict[str, Any], m: dict[str, Any]) -> str:

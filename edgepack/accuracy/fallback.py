@@ -446,6 +446,7 @@ def run(
             "strategy": result.record["strategy"],
             "precision": result.record["precision"],
             "gate": result.record["gate"],
+            "calibration_samples": len(calibration),
         },
         outputs=[out],
         metrics={**result.metrics, "ops_kept_out_of_int8": result.record["ops_kept_out_of_int8"]},

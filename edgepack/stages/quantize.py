@@ -181,7 +181,8 @@ def run(
                                 "full-int8 needs calibration data",
                                 "pass --calibration data.npz (a few hundred representative inputs)",
                             )
-                        params["calibration_samples"] = len(calibration)
+                        # The calibrator is fed whole batches: the samples it really used.
+                        params["calibration_samples"] = (len(calibration) // batch) * batch
                         params["calibration_sha256"] = _data_hash(calibration)
                         result = _calibrate_full_int8(
                             float_bytes, calibration, io_dtype, float_model.io_layout, batch

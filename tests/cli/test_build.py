@@ -426,3 +426,21 @@ def test_error_nhwc_needs_a_4d_input(cli, tmp_path: Path) -> None:  # type: igno
     assert "io_layout 'nhwc' needs at least one 4-D (N, C, H, W) input" in err
     assert "--io-layout nchw" in err
     assert not out.exists()
+
+
+def test_manifest_records_the_calibration_samples_used(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A calibration file smaller than the profile's sample count: the manifest says how many
+    samples were really used, not the profile's number."""
+    from edgepack.targets import load_target
+
+    small = tmp_path / "calib16.npz"
+    np.savez(small, x=np.load(DIGITS / "calib.npz")["x"][:16])
+    assert load_target("rpi4").quantization.calibration_samples != 16
+    args = digits_build_args("rpi4", "-o", tmp_path / "pkg", "--latency-runs", "0")
+    args[args.index("--calibration") + 1] = small
+    r = cli(*args)
+    assert r.code == 0, r.err
+    m = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
+    assert m["quantization"]["calibration_samples"] == 16
+    quantize = next(s for s in m["stages"] if s["name"] == "quantize")
+    assert quantize["params"]["calibration_samples"] == 16
