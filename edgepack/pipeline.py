@@ -205,6 +205,7 @@ class BuildResult:
     manifest: dict[str, Any]
     summary: str
     rows: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # printed by the CLI on stderr
 
 
 def _load_data(plan: BuildPlan, model: TorchModel) -> tuple[Dataset | None, Dataset | None]:
@@ -448,8 +449,17 @@ def build_from_model(
         manifest=manifest,
         force=plan.force,
     )
+    warnings: list[str] = []
+    if compat_report is not None:
+        from edgepack.stages import preflight
+
+        warnings = preflight.disagreements(compat_report)
     return BuildResult(
-        package=dest, manifest=manifest, summary=summary, rows=summary_rows(manifest)
+        package=dest,
+        manifest=manifest,
+        summary=summary,
+        rows=summary_rows(manifest),
+        warnings=warnings,
     )
 
 
@@ -609,8 +619,19 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
             if r["fully_delegated"]
             else f"{len(r['cpu_ops'])} op(s) on the CPU, first split at op {r.get('split_index')}"
         )
+        real = r.get("real")
+        checked = (
+            ""
+            if real is None
+            else f"; real delegate: {real['partitions']} partition(s), "
+            f"{len(real['cpu_ops'])} op(s) on the CPU"
+            + ("" if real["agrees"] else " (the prediction is wrong)")
+        )
         rows.append(
-            (f"pre-flight {rules}", f"{where}; {r['partitions']} partition(s); MACs {share}")
+            (
+                f"pre-flight {rules}",
+                f"{where}; {r['partitions']} partition(s); MACs {share}{checked}",
+            )
         )
     tpu = manifest.get("edgetpu")
     if tpu is not None:

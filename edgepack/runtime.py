@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,43 @@ def make_interpreter(
         interp = Interpreter(**kwargs)
         interp.allocate_tensors()
     return interp
+
+
+@dataclass(frozen=True)
+class Delegation:
+    """What the host interpreter's default XNNPACK delegate really took (subgraph 0)."""
+
+    nodes: int  # operators of the model
+    delegated: frozenset[int]  # operator indices replaced by a delegate partition
+    partitions: int  # DELEGATE nodes in the execution plan
+
+
+def xnnpack_delegation(model: str | Path | bytes) -> Delegation:
+    """Apply XNNPACK the way the runtime does (default delegate, AllocateTensors) and read
+    which nodes it replaced: each partition becomes one DELEGATE node whose inputs and outputs
+    are the partition's; walking back from its outputs through the producers, stopping at its
+    inputs, yields the replaced nodes (the same walk as devices/edgepack_bench.py)."""
+    ops = list(make_interpreter(model)._get_ops_details())
+    original = [op for op in ops if op.get("op_name") != "DELEGATE"]
+    delegates = [op for op in ops if op.get("op_name") == "DELEGATE"]
+    producer = {int(t): op["index"] for op in original for t in op.get("outputs", [])}
+    by_index = {op["index"]: op for op in original}
+    taken: set[int] = set()
+    for d in delegates:
+        stop = {int(t) for t in d.get("inputs", [])}
+        todo = [int(t) for t in d.get("outputs", [])]
+        seen: set[int] = set()
+        while todo:
+            t = todo.pop()
+            if t in seen or t in stop:
+                continue
+            seen.add(t)
+            node = producer.get(t)
+            if node is None or node in taken:
+                continue
+            taken.add(node)
+            todo.extend(int(x) for x in by_index[node].get("inputs", []) if int(x) >= 0)
+    return Delegation(len(original), frozenset(taken), len(delegates))
 
 
 def cast_inputs(info: Any, xs: Sequence[np.ndarray]) -> list[np.ndarray]:

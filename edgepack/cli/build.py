@@ -244,6 +244,8 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
     )
     with build_progress([target], enabled=not (quiet or json_)) as report:
         result = run_build(plan, progress=lambda m: report(target, m))
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
     if json_:
         echo_json(result.manifest)
         return 0
