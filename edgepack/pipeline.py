@@ -440,6 +440,9 @@ def build_from_model(
     if fallback is not None:
         manifest["quantization"]["route"] = fallback.route
         manifest["quantization"]["fallback"] = fallback.record
+    samples = _default_inputs(model, built, ev, calib, manifest, ctx)
+    if samples is not None:
+        files[samples.name] = samples
     summary = render_summary(manifest)
     ctx.progress(f"package: {dest}")
     package_stage.write_package(
@@ -464,6 +467,34 @@ def build_from_model(
 
 
 EDGETPU_MODEL_FILE = "model_edgetpu.tflite"
+
+
+def _default_inputs(
+    model: TorchModel,
+    built: TFLiteArtifact,
+    ev: Dataset | None,
+    calib: Dataset | None,
+    manifest: dict[str, Any],
+    ctx: StageContext,
+) -> Path | None:
+    """For a model with integer inputs: the valid input ranges in ``manifest["default_inputs"]``
+    and a few samples of the build's data (the file to package, or None)."""
+    from edgepack import default_inputs
+    from edgepack.stages.quantize import to_boundary_layout
+    from edgepack.tflite import read_model
+
+    real, kind = (ev, "evaluation data") if ev is not None else (calib, "calibration data")
+    xs = None if real is None else [to_boundary_layout(x, built.io_layout) for x in real.inputs]
+    info = read_model(built.path)
+    desc = default_inputs.describe(info, model.inputs, xs, kind)
+    if desc is None:
+        return None
+    manifest["default_inputs"] = desc
+    if xs is None:
+        return None
+    path = ctx.stage_dir("package") / default_inputs.SAMPLES_FILE
+    default_inputs.write_samples(path, info, xs, desc["samples"])
+    return path
 
 
 def _device_checks(

@@ -102,7 +102,7 @@ class EncoderPackage:
 
 @pytest.fixture(scope="session")
 def encoder_package(tmp_path_factory: pytest.TempPathFactory) -> EncoderPackage:
-    """A dynamic-range rpi4 package of the token encoder (int64 ids + mask, per-token output),
+    """A dynamic-range host package of the token encoder (int64 ids + mask, per-token output),
     built once per session through the CLI (tests/token_encoder.py)."""
     import contextlib
     import io

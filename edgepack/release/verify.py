@@ -5,7 +5,9 @@ Checks, all of them every time (a report lists every problem, not the first):
 - files: the sha256 and size of every file listed in manifest["files"]; files in the package
   that the manifest does not list (bench/ results excepted: they are added after the build);
 - model: manifest["model_file"] is listed, its hash is the one in manifest["model"], and it
-  loads in the LiteRT interpreter and runs once on inputs of the recorded dtype and shape;
+  loads in the LiteRT interpreter and runs once on inputs of the recorded dtype and shape:
+  the package's samples of the build data, else random data with integer inputs inside the
+  recorded valid ranges (edgepack.default_inputs; token ids must index the embedding table);
 - profile: the recorded profile hashes to the recorded sha256, and matches the built-in
   profile of the same name (or the --target file given for a custom profile).
 """
@@ -234,16 +236,16 @@ def _check_model(pkg: Path, manifest: dict[str, Any], rep: VerifyReport) -> None
     if problems:
         rep.add("model", False, "; ".join(problems))
         return
-    rng = np.random.default_rng(0)
-    xs = []
-    for d in runner.inputs:
-        dims = tuple(int(s) for s in d["shape"])
-        dt = np.dtype(d["dtype"])
-        if dt.kind == "f":
-            xs.append(rng.standard_normal(dims).astype(dt))
-        else:
-            info = np.iinfo(dt)
-            xs.append(rng.integers(info.min, info.max, size=dims, endpoint=True, dtype=dt))
+    from edgepack.default_inputs import for_interpreter
+
+    default = manifest.get("default_inputs")
+    try:
+        xs, fed = for_interpreter(
+            runner.inputs, default if isinstance(default, dict) else None, pkg
+        )
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        rep.add("model", False, f"the recorded default inputs cannot be read: {exc}")
+        return
     try:
         runner.interp.allocate_tensors()
         for d, x in zip(runner.inputs, xs, strict=True):
@@ -265,7 +267,8 @@ def _check_model(pkg: Path, manifest: dict[str, Any], rep: VerifyReport) -> None
     ins = ", ".join(
         f"{np.dtype(d['dtype']).name}{[int(v) for v in d['shape']]}" for d in runner.inputs
     )
-    rep.add("model", True, f"loads and runs once ({ins} -> {got_shapes})")
+    on = f" on {fed}" if isinstance(default, dict) else ""
+    rep.add("model", True, f"loads and runs once{on} ({ins} -> {got_shapes})")
 
 
 def _check_profile(manifest: dict[str, Any], target: str | None, rep: VerifyReport) -> None:
