@@ -382,7 +382,9 @@ def build_from_model(
     float_model = convert.run(exported, plan.layout, ctx)
     batch = model.inputs[0].shape[0] if model.inputs[0].shape else 1
     data = ev or calib or _random_data(model, plan.seed)
+    source = "eval" if ev is not None else "calibration" if calib is not None else "random"
     validate_args: dict[str, Any] = {
+        "data_source": source,
         "max_accuracy_drop": plan.max_accuracy_drop,
         "budgets": plan.budgets,
         "latency_runs": plan.latency_runs,
