@@ -454,11 +454,9 @@ def build_from_model(
         manifest=manifest,
         force=plan.force,
     )
-    warnings: list[str] = []
-    if compat_report is not None:
-        from edgepack.stages import preflight
+    from edgepack.stages import preflight
 
-        warnings = preflight.disagreements(compat_report)
+    warnings = preflight.disagreements(manifest.get("compat") or {})
     return BuildResult(
         package=dest,
         manifest=manifest,

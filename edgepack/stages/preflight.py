@@ -6,7 +6,7 @@ stores ``report.to_dict()``) and into ``compat.json`` in the stage folder.
 The XNNPACK prediction is checked against the real delegate: the host LiteRT interpreter
 applies XNNPACK and reports which nodes it took. The result goes under the table's ``"real"``
 key (partitions, CPU ops, ``agrees``, the ops predicted wrongly); :func:`disagreements` turns
-it into the warnings the build prints.
+it into the warnings the build prints (also for each target of a matrix build).
 """
 
 from __future__ import annotations
@@ -70,22 +70,24 @@ def real_delegation(result: TableResult, model: Path) -> dict[str, Any]:
     }
 
 
-def disagreements(report: CompatReport) -> list[str]:
-    """One line per rule table whose prediction the real runtime contradicted."""
+def disagreements(compat: dict[str, Any]) -> list[str]:
+    """One line per rule table whose prediction the real runtime contradicted; ``compat`` is
+    ``CompatReport.to_dict()`` (a manifest's ``"compat"``)."""
     out = []
-    for r in report.results:
-        if r.real is None or r.real["agrees"]:
+    for name, r in (compat.get("results") or {}).items():
+        real = r.get("real")
+        if not real or real.get("agrees"):
             continue
-        wrong = r.real["differences"]
+        wrong = real["differences"]
         ops = ", ".join(
             f"{d['op']}#{d['index']} ({d['predicted']} -> {d['real']})" for d in wrong[:6]
         )
         more = f", +{len(wrong) - 6} more" if len(wrong) > 6 else ""
         out.append(
-            f"pre-flight {r.rules} predicted {r.partitions} partition(s) with "
-            f"{len(r.cpu_ops)} op(s) on the CPU; the real {r.accelerator} delegate "
-            f"({r.real['runtime']}) made {r.real['partitions']} with "
-            f"{len(r.real['cpu_ops'])} on the CPU"
+            f"pre-flight {name} predicted {r['partitions']} partition(s) with "
+            f"{len(r['cpu_ops'])} op(s) on the CPU; the real {r['accelerator']} delegate "
+            f"({real['runtime']}) made {real['partitions']} with "
+            f"{len(real['cpu_ops'])} on the CPU"
             + (f"; ops the rule table gets wrong: {ops}{more}" if wrong else "")
         )
     return out

@@ -55,7 +55,7 @@ def test_cnn_prediction_equals_the_real_delegate(models, tmp_path, net, mode, io
     assert r.real["differences"] == []
     assert r.real["partitions"] == r.partitions == delegate_nodes(built.path)
     assert r.real["agrees"] is True
-    assert preflight.disagreements(report) == []
+    assert preflight.disagreements(report.to_dict()) == []
     assert ctx.records[-1].metrics["xnnpack"]["real_agrees"] is True
 
 
@@ -92,6 +92,6 @@ def test_a_wrong_prediction_is_reported_op_by_op(models) -> None:  # type: ignor
     assert real["partitions"] == 1 and len(xnnpack_delegation(path).delegated) == len(r.ops)
     report = dataclasses.replace(check(path, ["xnnpack"]), results=(
         dataclasses.replace(predicted, real=real),))  # fmt: skip
-    (line,) = preflight.disagreements(report)
+    (line,) = preflight.disagreements(report.to_dict())
     assert line.startswith("pre-flight xnnpack predicted 2 partition(s) with 1 op(s) on the CPU;")
     assert f"made 1 with 0 on the CPU; ops the rule table gets wrong: {wrong.op}#3 (cpu -> " in line
