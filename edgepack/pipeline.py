@@ -596,6 +596,17 @@ def _stage_line(name: str, params: dict[str, Any], m: dict[str, Any]) -> str:
     return (head + " " if head else "") + ", ".join(parts)
 
 
+def _real_delegation_note(real: dict[str, Any] | None) -> str:
+    if real is None:
+        return ""
+    if "error" in real:
+        return "; real delegate: not checked"
+    return (
+        f"; real delegate: {real['partitions']} partition(s), {len(real['cpu_ops'])} op(s) on "
+        "the CPU" + ("" if real["agrees"] else " (the prediction is wrong)")
+    )
+
+
 def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[str, str]]:
     m = manifest["metrics"]
     q = manifest["quantization"]
@@ -650,14 +661,7 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
             if r["fully_delegated"]
             else f"{len(r['cpu_ops'])} op(s) on the CPU, first split at op {r.get('split_index')}"
         )
-        real = r.get("real")
-        checked = (
-            ""
-            if real is None
-            else f"; real delegate: {real['partitions']} partition(s), "
-            f"{len(real['cpu_ops'])} op(s) on the CPU"
-            + ("" if real["agrees"] else " (the prediction is wrong)")
-        )
+        checked = _real_delegation_note(r.get("real"))
         rows.append(
             (
                 f"pre-flight {rules}",

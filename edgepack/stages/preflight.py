@@ -48,7 +48,12 @@ def real_delegation(result: TableResult, model: Path) -> dict[str, Any]:
     from edgepack.manifest import tool_versions
     from edgepack.runtime import xnnpack_delegation
 
-    real = xnnpack_delegation(model)
+    runtime = f"ai-edge-litert {tool_versions().get('ai-edge-litert', '?')} on the host"
+    try:
+        real = xnnpack_delegation(model)
+    except Exception as exc:  # the host interpreter refuses the model: say so, do not guess
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        return {"runtime": runtime, "agrees": None, "error": first}
     wrong = [
         {
             "index": o.index,
@@ -61,7 +66,7 @@ def real_delegation(result: TableResult, model: Path) -> dict[str, Any]:
         if (o.placement is Placement.ACCELERATOR) != (o.index in real.delegated)
     ]
     return {
-        "runtime": f"ai-edge-litert {tool_versions().get('ai-edge-litert', '?')} on the host",
+        "runtime": runtime,
         "partitions": real.partitions,
         "ops_on_accelerator": len(real.delegated),
         "cpu_ops": sorted(o.index for o in result.ops if o.index not in real.delegated),
@@ -77,6 +82,9 @@ def disagreements(compat: dict[str, Any]) -> list[str]:
     for name, r in (compat.get("results") or {}).items():
         real = r.get("real")
         if not real or real.get("agrees"):
+            continue
+        if "error" in real:
+            out.append(f"pre-flight {name} not checked against the real delegate: {real['error']}")
             continue
         wrong = real["differences"]
         ops = ", ".join(
