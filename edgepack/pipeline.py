@@ -233,6 +233,7 @@ class BuildResult:
     manifest: dict[str, Any]
     summary: str
     rows: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # printed by the CLI on stderr
 
 
 def _load_data(plan: BuildPlan, model: TorchModel) -> tuple[Dataset | None, Dataset | None]:
@@ -458,8 +459,9 @@ def build_from_model(
     plan = dataclasses.replace(plan, max_accuracy_drop=drop, min_fidelity=fid)
     # Accuracy is measured on eval data only: calibration data is not held out.
     data = ev or calib or _random_data(model, plan.seed)
+    source = "eval" if ev is not None else "calibration" if calib is not None else "random"
     validate_args: dict[str, Any] = {
-        "data_kind": "eval" if ev is not None else ("calibration" if calib else "random"),
+        "data_kind": source,
         "profile_limits": tuple(
             k for k, v in guard.items() if isinstance(v, dict) and v.get("from") == "profile"
         ),
@@ -523,6 +525,9 @@ def build_from_model(
     if fallback is not None:
         manifest["quantization"]["route"] = fallback.route
         manifest["quantization"]["fallback"] = fallback.record
+    samples = _default_inputs(model, built, ev, calib, manifest, ctx)
+    if samples is not None:
+        files[samples.name] = samples
     summary = render_summary(manifest)
     ctx.progress(f"package: {dest}")
     package_stage.write_package(
@@ -532,8 +537,15 @@ def build_from_model(
         manifest=manifest,
         force=plan.force,
     )
+    from edgepack.stages import preflight
+
+    warnings = preflight.disagreements(manifest.get("compat") or {})
     return BuildResult(
-        package=dest, manifest=manifest, summary=summary, rows=summary_rows(manifest)
+        package=dest,
+        manifest=manifest,
+        summary=summary,
+        rows=summary_rows(manifest),
+        warnings=warnings,
     )
 
 
@@ -550,6 +562,34 @@ def _cache(plan: BuildPlan) -> Any:
     from edgepack.cache import ArtifactCache
 
     return ArtifactCache() if plan.cache else None
+
+
+def _default_inputs(
+    model: TorchModel,
+    built: TFLiteArtifact,
+    ev: Dataset | None,
+    calib: Dataset | None,
+    manifest: dict[str, Any],
+    ctx: StageContext,
+) -> Path | None:
+    """For a model with integer inputs: the valid input ranges in ``manifest["default_inputs"]``
+    and a few samples of the build's data (the file to package, or None)."""
+    from edgepack import default_inputs
+    from edgepack.stages.quantize import to_boundary_layout
+    from edgepack.tflite import read_model
+
+    real, kind = (ev, "evaluation data") if ev is not None else (calib, "calibration data")
+    xs = None if real is None else [to_boundary_layout(x, built.io_layout) for x in real.inputs]
+    info = read_model(built.path)
+    desc = default_inputs.describe(info, model.inputs, xs, kind)
+    if desc is None:
+        return None
+    manifest["default_inputs"] = desc
+    if xs is None:
+        return None
+    path = ctx.stage_dir("package") / default_inputs.SAMPLES_FILE
+    default_inputs.write_samples(path, info, xs, desc["samples"])
+    return path
 
 
 def _device_checks(
@@ -610,7 +650,7 @@ def make_manifest(
             "io_dtype": plan.io.value,
             "io_layout": plan.layout.value,
             "route": built.route or quantize.route_for(plan.mode, plan.int8_engine),
-            "calibration_samples": plan.n_calibration if plan.mode == QuantMode.FULL_INT8 else None,
+            "calibration_samples": _calibration_used(ctx),
             "overridden": {
                 "quantization": plan.quantization is not None,
                 "io_dtype": plan.io_dtype is not None,
@@ -633,6 +673,15 @@ def make_manifest(
     }
 
 
+def _calibration_used(ctx: StageContext) -> int | None:
+    """Samples the last calibrating stage (quantize, or the fallback search) really used: the
+    data file may hold fewer than --calibration-samples / the profile's number."""
+    for r in reversed(ctx.records):
+        if "calibration_samples" in r.params:
+            return int(r.params["calibration_samples"])
+    return None
+
+
 def _stage_line(name: str, params: dict[str, Any], m: dict[str, Any]) -> str:
     def ratio(key: str) -> str:
         b, a = m.get(f"{key}_before"), m.get(f"{key}_after")
@@ -641,6 +690,17 @@ def _stage_line(name: str, params: dict[str, Any], m: dict[str, Any]) -> str:
     parts = [p for p in (ratio("params"), ratio("macs"), ratio("top1")) if p]
     head = params.get("method", "") + (f":{params['sparsity']}" if "sparsity" in params else "")
     return (head + " " if head else "") + ", ".join(parts)
+
+
+def _real_delegation_note(real: dict[str, Any] | None) -> str:
+    if real is None:
+        return ""
+    if "error" in real:
+        return "; real delegate: not checked"
+    return (
+        f"; real delegate: {real['partitions']} partition(s), {len(real['cpu_ops'])} op(s) on "
+        "the CPU" + ("" if real["agrees"] else " (the prediction is wrong)")
+    )
 
 
 def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[str, str]]:
@@ -722,10 +782,11 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
             if r["fully_delegated"]
             else f"{len(r['cpu_ops'])} op(s) on the CPU, first split at op {r.get('split_index')}"
         )
+        checked = _real_delegation_note(r.get("real"))
         rows.append(
             (
                 f"pre-flight {rules}",
-                f"{where}; {r['partitions']} partition(s); MACs {share}"
+                f"{where}; {r['partitions']} partition(s); MACs {share}{checked}"
                 + (
                     " (a prediction: the model is NOT compiled for the Edge TPU)"
                     if uncompiled

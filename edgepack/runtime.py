@@ -6,9 +6,9 @@ scale / zero point, and integer outputs are dequantized, so callers always speak
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,43 @@ def make_interpreter(
         interp = Interpreter(**kwargs)
         interp.allocate_tensors()
     return interp
+
+
+@dataclass(frozen=True)
+class Delegation:
+    """What the host interpreter's default XNNPACK delegate really took (subgraph 0)."""
+
+    nodes: int  # operators of the model
+    delegated: frozenset[int]  # operator indices replaced by a delegate partition
+    partitions: int  # DELEGATE nodes in the execution plan
+
+
+def xnnpack_delegation(model: str | Path | bytes) -> Delegation:
+    """Apply XNNPACK the way the runtime does (default delegate, AllocateTensors) and read
+    which nodes it replaced: each partition becomes one DELEGATE node whose inputs and outputs
+    are the partition's; walking back from its outputs through the producers, stopping at its
+    inputs, yields the replaced nodes (the same walk as devices/edgepack_bench.py)."""
+    ops = list(make_interpreter(model)._get_ops_details())
+    original = [op for op in ops if op.get("op_name") != "DELEGATE"]
+    delegates = [op for op in ops if op.get("op_name") == "DELEGATE"]
+    producer = {int(t): op["index"] for op in original for t in op.get("outputs", [])}
+    by_index = {op["index"]: op for op in original}
+    taken: set[int] = set()
+    for d in delegates:
+        stop = {int(t) for t in d.get("inputs", [])}
+        todo = [int(t) for t in d.get("outputs", [])]
+        seen: set[int] = set()
+        while todo:
+            t = todo.pop()
+            if t in seen or t in stop:
+                continue
+            seen.add(t)
+            node = producer.get(t)
+            if node is None or node in taken:
+                continue
+            taken.add(node)
+            todo.extend(int(x) for x in by_index[node].get("inputs", []) if int(x) >= 0)
+    return Delegation(len(original), frozenset(taken), len(delegates))
 
 
 def cast_inputs(info: Any, xs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -68,6 +105,18 @@ def dequantize_output(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     if not scale:
         return y.astype(np.float32)
     return ((y.astype(np.float32) - zp) * scale).astype(np.float32)
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear interpolation between the closest ranks (numpy's default method), ``q`` in
+    [0, 100]. The one definition of latency percentiles in edgepack; the device harness
+    (devices/edgepack_bench.py, which imports nothing from edgepack) keeps an identical copy."""
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    k = (len(sorted_values) - 1) * q / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
 
 
 class Runner:
@@ -112,8 +161,8 @@ class Runner:
             times.append((time.perf_counter() - t0) * 1e3)
         times.sort()
         return {
-            "median_ms": round(statistics.median(times), 4),
+            "median_ms": round(percentile(times, 50), 4),
             "min_ms": round(times[0], 4),
-            "p90_ms": round(times[int(0.9 * (len(times) - 1))], 4),
+            "p90_ms": round(percentile(times, 90), 4),
             "runs": runs,
         }

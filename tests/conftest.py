@@ -104,3 +104,30 @@ def float_tflite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = load_source(f"{DIGITS}/model.py:build_model", DIGITS / "weights.pt", ["1x1x32x32"])
     ctx = StageContext(workdir=work)
     return convert.run(export.run(model, ctx), IOLayout.NCHW, ctx).path
+
+
+@dataclass
+class EncoderPackage:
+    path: Path
+    err: str  # what the build printed on stderr
+    files: dict[str, Path]  # weights, calib.npz, eval.npz
+
+
+@pytest.fixture(scope="session")
+def encoder_package(tmp_path_factory: pytest.TempPathFactory) -> EncoderPackage:
+    """A dynamic-range host package of the token encoder (int64 ids + mask, per-token output),
+    built once per session through the CLI (tests/token_encoder.py)."""
+    import contextlib
+    import io
+
+    from edgepack.cli import main
+    from tests import token_encoder
+
+    root = tmp_path_factory.mktemp("encoder")
+    files = token_encoder.write_files(root / "data")
+    out = root / "pkg"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(token_encoder.build_args(files, out, "--eval", str(files["eval"])))
+    assert code == 0, err.getvalue()
+    return EncoderPackage(out, err.getvalue(), files)

@@ -278,12 +278,14 @@ def search(
     precision: FallbackPrecision = FallbackPrecision.FLOAT,
     trigger: str = "",
     progress: Any = None,
+    max_steps: int = MAX_STEPS,
 ) -> FallbackResult:
     """Find the smallest set of sensitive ops to keep out of int8 so that ``gate`` passes.
 
     ``calibration`` and ``eval_inputs`` are in the float model's boundary layout; ``ref`` is
     the float (PyTorch) output on ``eval_inputs``. Raises GateError with the closest recipe
-    when nothing within ``budget`` float ops passes.
+    when nothing within ``budget`` float ops passes; the message names every limit that
+    stopped the search (the budget, the ``max_steps`` cap, or no further layer adding error).
     """
     say = progress or (lambda _m: None)
     s = Searcher(float_model, calibration, io_dtype, precision)
@@ -304,6 +306,7 @@ def search(
     say(f"fallback: all-int8 recipe: {_describe(steps[0])}")
     tried: list[tuple[tuple[int, ...], bytes, dict[str, Any]]] = [((), base, base_metrics)]
     ranking: list[dict[str, Any]] = []
+    hit_step_cap = False
     if not gate.passed(base_metrics):
         analysis = compare(
             float_model, base, list(cast_inputs(info, eval_inputs)), samples=ANALYSIS_SAMPLES
@@ -312,7 +315,10 @@ def search(
         groups = tensor_groups(info)
         keep: set[int] = set()
         for row in analysis.layers:
-            if len(steps) > MAX_STEPS or row.added_db <= 0:
+            if row.added_db <= 0:
+                break
+            if len(steps) > max_steps:
+                hit_step_cap = True
                 break
             t = by_name.get(row.float_tensor)
             if t is None or t not in groups:
@@ -352,6 +358,7 @@ def search(
         "strategy": strategy.value,
         "precision": precision.value,
         "budget": budget,
+        "max_steps": max_steps,
         "ops_total": n_ops,
         "ops_kept_out_of_int8": len(best_keep),
         "kept": [_op_entry(info, i) for i in best_keep],
@@ -370,12 +377,24 @@ def search(
         best = steps[[k for k, _, _ in tried].index(best_keep)]
         kept = ", ".join(f"{e['op']} {e['layer']}" for e in record["kept"][:6]) or "none"
         more = len(record["kept"]) - 6
+        skipped = sum(1 for r in ranking if r.get("skipped") == "budget")
+        limits = []
+        if skipped:
+            limits.append(
+                f"--fallback-budget {budget} ({skipped} sensitive layer(s) skipped as over it)"
+            )
+        if hit_step_cap:
+            limits.append(f"the search's fixed cap of {max_steps} recipes tried")
+        if not limits:
+            limits.append("no further layer adds measurable error")
+        fixes = ["raise --fallback-budget"] if skipped else []
         raise GateError(
             f"no fallback recipe within {budget} {unit} meets the gate ({gate.describe()}); "
+            f"stopped by: {'; '.join(limits)}; "
             f"closest: {_describe(best)} with {len(best_keep)} op(s) kept out of int8 "
             f"({kept}{f', +{more} more' if more > 0 else ''}); all-int8 gave {_describe(steps[0])}",
-            f"raise --fallback-budget, try --fallback-precision {other}, or use --quantization "
-            "dynamic-range (int8 weights, float activations)",
+            ", ".join([*fixes, f"try --fallback-precision {other}"])
+            + ", or use --quantization dynamic-range (int8 weights, float activations)",
         )
     route = {
         "engine": "ai-edge-quantizer",
@@ -446,6 +465,7 @@ def run(
             "strategy": result.record["strategy"],
             "precision": result.record["precision"],
             "gate": result.record["gate"],
+            "calibration_samples": len(calibration),
         },
         outputs=[out],
         metrics={**result.metrics, "ops_kept_out_of_int8": result.record["ops_kept_out_of_int8"]},

@@ -55,13 +55,26 @@ def cosine_per_sample(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
     return np.where(both_zero, 1.0, cos)
 
 
-def fidelity(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
-    """Output fidelity of ``got`` (quantized) against ``ref`` (float), samples on axis 0."""
-    a, b = _flat(ref), _flat(got)
+def masked(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Per-token outputs [N, T, ...] with the positions where ``mask`` [N, T] is 0 zeroed: they
+    add nothing to a dot product, a norm, an error sum or a mean pool."""
+    if mask is None:
+        return x
+    keep = (mask != 0).reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
+    return np.where(keep, x, 0)
+
+
+def fidelity(ref: np.ndarray, got: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
+    """Output fidelity of ``got`` (quantized) against ``ref`` (float), samples on axis 0.
+
+    ``mask`` [N, T] (an attention mask, per-token outputs [N, T, ...]): only the positions the
+    consumer uses (mask 1) count; padding is excluded from every number."""
+    a, b = _flat(masked(ref, mask)), _flat(masked(got, mask))
     diff = a - b
+    used = diff.size if mask is None else int(np.count_nonzero(mask)) * (diff.size // mask.size)
     return {
         "max_abs_diff": round(float(np.max(np.abs(diff))), 6),
-        "mean_abs_diff": round(float(np.mean(np.abs(diff))), 6),
+        "mean_abs_diff": round(float(np.sum(np.abs(diff)) / max(used, 1)), 6),
         "cosine": round(float(np.mean(cosine_per_sample(a, b))), 6),
         "snr_db": round(snr_db(a, b), 3),
     }

@@ -70,6 +70,25 @@ class BenchSubject:
         return sha if isinstance(sha, str) else None
 
     @property
+    def default_inputs(self) -> Path | None:
+        """The package's samples of the build data (valid inputs for a model with integer
+        inputs, e.g. token ids), passed to the harness when no --input-data is given."""
+        if self.manifest is None:
+            return None
+        d = self.manifest.get("default_inputs")
+        name = d.get("file") if isinstance(d, dict) else None
+        if not isinstance(name, str) or Path(name).name != name:
+            return None
+        path = self.model_path.parent / name
+        recorded = ((self.manifest.get("files") or {}).get(name) or {}).get("sha256")
+        if not path.is_file() or recorded != sha256_file(path):
+            raise PackageError(
+                f"{path} is missing or does not match the sha256 in its manifest",
+                "rebuild the package with `edgepack build` instead of editing its files",
+            )
+        return path
+
+    @property
     def profile_dict(self) -> dict[str, Any] | None:
         if self.manifest is None:
             return None

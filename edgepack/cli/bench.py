@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,10 @@ def register(app: typer.Typer) -> None:
             None, "--delegate", help="xnnpack | none | gpu | edgetpu | nnapi | path/to/delegate.so"
         ),
         input_data: Path | None = typer.Option(
-            None, "--input-data", help=".npy/.npz input (default: random data)."
+            None,
+            "--input-data",
+            help=".npy/.npz input (default: the package's samples of the build data for a "
+            "model with integer inputs, else random data).",
         ),
         timeout: float | None = typer.Option(
             None, "--timeout", help="Seconds per device before giving up (default 600)."
@@ -121,6 +125,10 @@ def register(app: typer.Typer) -> None:
         base = load_baseline(baseline) if baseline is not None else None
         kind = plan.transport_kind(profile, host, serial)
         python = plan.device_python(subject, profile, conn)
+        samples = subject.default_inputs
+        if input_data is None and samples is not None and kind is not plan.TransportKind.ADB:
+            # valid inputs for integer inputs (token ids); benchmark_model (adb) feeds its own
+            options = dataclasses.replace(options, input_file=samples)
         transport = plan.make_transport(kind, profile, conn, python)
         harness = transport.run(subject.model_path, options)
         result = make_result(

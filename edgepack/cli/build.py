@@ -274,6 +274,8 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
     )
     with build_progress([target], enabled=not (quiet or json_)) as report:
         result = run_build(plan, progress=lambda m: report(target, m))
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
     if json_:
         echo_json(result.manifest)
     else:
@@ -339,6 +341,7 @@ def _print_plan(plan: Any) -> None:
 def _matrix(plan: Any, json_: bool, quiet: bool) -> int:
     from edgepack.cli.progress import build_progress
     from edgepack.release.matrix import SUMMARY_HEADERS, run_matrix, summary_rows
+    from edgepack.stages.preflight import disagreements
 
     ids = [t.id for t in plan.targets]
     with build_progress(ids, enabled=not (quiet or json_)) as report:
@@ -354,6 +357,8 @@ def _matrix(plan: Any, json_: bool, quiet: bool) -> int:
             typer.echo(f"\n{o.id}: {o.status.value}: {o.message}", err=True)
             if o.hint:
                 typer.echo(f"hint: {o.hint}", err=True)
+        for w in disagreements((o.manifest or {}).get("compat") or {}):
+            typer.echo(f"{o.id}: warning: {w}", err=True)
         for g in o.gates:
             if g.status.value == "skipped":
                 typer.echo(f"{o.id}: {g.gate}: skipped ({g.detail})", err=True)

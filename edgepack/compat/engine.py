@@ -52,6 +52,19 @@ def _axes(model: ModelInfo, op: Operator, rank: int) -> list[int] | None:
     return [a % rank if rank else a for a in data]
 
 
+def _dequantized_constant(model: ModelInfo, tensor: int) -> bool:
+    """The tensor is the output of a DEQUANTIZE of a constant (FP16 weights, unpacked once)."""
+    for o in model.operators:
+        if tensor in o.outputs:
+            return (
+                o.op == "DEQUANTIZE"
+                and bool(o.inputs)
+                and o.inputs[0] >= 0
+                and model.tensors[o.inputs[0]].is_constant
+            )
+    return False
+
+
 def _check_dtypes(table: RuleTable, model: ModelInfo, op: Operator) -> Verdict:
     rule = table.ops[op.op]
     allowed = tuple(rule.get("tensor_dtypes", table.tensor_dtypes))
@@ -138,7 +151,9 @@ def _check_op(table: RuleTable, model: ModelInfo, op: Operator) -> Verdict:
     for pos in rule.get("static_inputs") or ():
         if pos < len(op.inputs) and op.inputs[pos] >= 0:
             t = model.tensors[op.inputs[pos]]
-            if not t.is_constant:
+            if not t.is_constant and not (
+                rule.get("static_dequantized") and _dequantized_constant(model, t.index)
+            ):
                 return Reason.PARAM, f"input {pos} {_tname(t)} is not a constant"
     if rule.get("requires_bias") and (len(op.inputs) < 3 or op.inputs[2] < 0):
         return Reason.PARAM, "no bias (bias is mandatory)"

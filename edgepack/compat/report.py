@@ -74,6 +74,9 @@ class TableResult:
     partitions: int
     split_index: int | None  # first CPU op that consumes an accelerator output
     warnings: tuple[str, ...] = ()
+    # What the real runtime did with the model, when it could be checked on the host
+    # (XNNPACK: the host interpreter's delegate); see edgepack.stages.preflight.
+    real: dict[str, Any] | None = None
 
     @property
     def cpu_ops(self) -> list[OpPlacement]:
@@ -143,6 +146,7 @@ class TableResult:
             ],
             "warnings": list(self.warnings),
             "ops": [o.to_dict() for o in self.ops],
+            **({"real": self.real} if self.real is not None else {}),
         }
 
 

@@ -57,6 +57,7 @@ OP_KEYS = frozenset(
         "depth_multiplier_one_or_c1",  # GPU depthwise: multiplier 1 or one input channel
         "max_version",  # highest supported operator version
         "static_inputs",  # input positions that must be constant tensors
+        "static_dequantized",  # a static input may be the DEQUANTIZE of a constant (fp16)
         "requires_bias",  # the bias input (position 2) must be present
         "per_tensor_input",  # the first input must not be per-channel quantized
         "no_1x1_strided_pool",  # 1x1 pooling with a stride > 1 is not supported

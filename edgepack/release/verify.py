@@ -7,7 +7,9 @@ Checks, all of them every time (a report lists every problem, not the first):
   check: bench/*.json benchmark results (JSON of the result schema) and analysis/ tables of
   `edgepack analyze` (its CSV header or JSON shape);
 - model: manifest["model_file"] is listed, its hash is the one in manifest["model"], and it
-  loads in the LiteRT interpreter and runs once on inputs of the recorded dtype and shape;
+  loads in the LiteRT interpreter and runs once on inputs of the recorded dtype and shape:
+  the package's samples of the build data, else random data with integer inputs inside the
+  recorded valid ranges (edgepack.default_inputs; token ids must index the embedding table);
 - recomputed: every manifest field that can be read back from the package: manifest["model"]
   (size, sha256, I/O, op counts, float compute ops, weight bytes, tensor dtypes),
   metrics.size_bytes, and the quantization mode and I/O dtype as the flatbuffer shows them;
@@ -309,16 +311,16 @@ def _check_model(pkg: Path, manifest: dict[str, Any], rep: VerifyReport) -> None
     if problems:
         rep.add("model", False, "; ".join(problems))
         return
-    rng = np.random.default_rng(0)
-    xs = []
-    for d in runner.inputs:
-        dims = tuple(int(s) for s in d["shape"])
-        dt = np.dtype(d["dtype"])
-        if dt.kind == "f":
-            xs.append(rng.standard_normal(dims).astype(dt))
-        else:
-            info = np.iinfo(dt)
-            xs.append(rng.integers(info.min, info.max, size=dims, endpoint=True, dtype=dt))
+    from edgepack.default_inputs import for_interpreter
+
+    default = manifest.get("default_inputs")
+    try:
+        xs, fed = for_interpreter(
+            runner.inputs, default if isinstance(default, dict) else None, pkg
+        )
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        rep.add("model", False, f"the recorded default inputs cannot be read: {exc}")
+        return
     try:
         runner.interp.allocate_tensors()
         for d, x in zip(runner.inputs, xs, strict=True):
@@ -340,7 +342,8 @@ def _check_model(pkg: Path, manifest: dict[str, Any], rep: VerifyReport) -> None
     ins = ", ".join(
         f"{np.dtype(d['dtype']).name}{[int(v) for v in d['shape']]}" for d in runner.inputs
     )
-    rep.add("model", True, f"loads and runs once ({ins} -> {got_shapes})")
+    on = f" on {fed}" if isinstance(default, dict) else ""
+    rep.add("model", True, f"loads and runs once{on} ({ins} -> {got_shapes})")
 
 
 _SUMMARY_KEYS = (

@@ -16,10 +16,40 @@ from edgepack.stages.base import ExportedModel, StageContext, TorchModel
 NAME = "export"
 
 
+MAX_EXPR = 80  # characters of a symbolic expression kept in the message
+DATA_DEPENDENT_HINT = (
+    "the model's control flow or output size depends on the data (post-processing such as a "
+    "score threshold or NMS): export the network without post-processing (e.g. return raw "
+    "boxes/scores) and run NMS in the app"
+)
+
+
+def _short(expr: str) -> str:
+    expr = expr.strip()
+    return expr if len(expr) <= MAX_EXPR else f"{expr[:MAX_EXPR]}... ({len(expr)} chars)"
+
+
+def _first_line(text: str) -> str:
+    """torch's first line with its symbolic expressions cut: a detector's NMS gives a guard on
+    a sum of hundreds of unbacked sizes, kilobytes long, repeated as "unhinted"."""
+    m = re.match(r"(.*?data-dependent expression )(.*?)(?: \(unhinted: .*?\))?\.(.*)$", text)
+    if not m:
+        return _short(text) if len(text) > 300 else text
+    rest = re.sub(r"\(Size-like symbols: [^)]*\)", "", m.group(3)).strip()
+    return f"{m.group(1)}{_short(m.group(2))}" + (f". {rest}" if rest else "")
+
+
+def is_data_dependent(exc: BaseException) -> bool:
+    text = str(exc)
+    return "DataDependent" in type(exc).__name__ or "data-dependent" in text
+
+
 def _explain(exc: BaseException, user_files: set[str]) -> str:
-    """The first line of torch.export's message plus the user's source line, when known."""
+    """The first line of torch.export's message (expressions cut), torch's "Caused by" line
+    naming the function that raised (e.g. batched_nms), and the user's source line."""
     text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
+    first = _first_line(text.splitlines()[0])[:300] if text else type(exc).__name__
+    cause = re.search(r"Caused by: \((?:[^)]*/)?([^/)]+:\d+) in ([^)]+)\)", text)
     where = ""
     m = re.search(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.+)', text)
     if m:
@@ -29,7 +59,9 @@ def _explain(exc: BaseException, user_files: set[str]) -> str:
         if frames:
             f = frames[-1]
             where = f" (at {f.filename.rsplit('/', 1)[-1]}:{f.lineno}: {(f.line or '').strip()})"
-    return f"{type(exc).__name__}: {first[:300]}{where}"
+    if cause and f"at {cause.group(1)}:" not in where:  # torch names a frame the user's is not
+        first += f" (caused by {cause.group(1)} in {cause.group(2)})"
+    return f"{type(exc).__name__}: {first}{where}"
 
 
 def _export(model: TorchModel, out: Path) -> Any:
@@ -48,7 +80,9 @@ def _export(model: TorchModel, out: Path) -> Any:
         except Exception as exc:
             raise ExportError(
                 "torch.export cannot trace the model: " + _explain(exc, user_files),
-                "make forward() traceable: no data-dependent Python control flow or "
+                DATA_DEPENDENT_HINT
+                if is_data_dependent(exc)
+                else "make forward() traceable: no data-dependent Python control flow or "
                 "unsupported ops; see the torch.export docs for the failing construct",
             ) from exc
     # Through memory: torch's zip writer aborts the process (SIGABRT, no exception) when

@@ -296,12 +296,18 @@ def run(
                     "full-int8 needs calibration data",
                     "pass --calibration data.npz (a few hundred representative inputs)",
                 )
-            params["calibration_samples"] = len(calibration)
             params["calibration_sha256"] = _data_hash(calibration)
             result, info, route = _full_int8(
                 float_bytes, calibration, io_dtype, float_model.io_layout, batch, int8_engine, ctx
             )
             params["route"] = route
+            # The samples really used: the calibrator is fed whole batches, the
+            # ai-edge-quantizer route every sample.
+            calibrator = INT8_ROUTES[Int8Engine.CALIBRATOR]["engine"]
+            used = route["tried"][-1]["engine"] == calibrator
+            params["calibration_samples"] = (
+                (len(calibration) // batch) * batch if used else len(calibration)
+            )
             out.write_bytes(result)
         else:
             with quiet_native() as log:

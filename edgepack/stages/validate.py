@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgepack.accuracy.metrics import accuracy, fidelity, nn_agreement, top1
+from edgepack.accuracy.metrics import accuracy, fidelity, masked, nn_agreement, top1
 from edgepack.data import Dataset
 from edgepack.errors import GateError
 from edgepack.runtime import Runner
@@ -99,6 +99,34 @@ def float_parity(ref: list[np.ndarray], out: list[np.ndarray]) -> dict[str, Any]
     }
 
 
+DATA_SOURCES = {
+    "eval": "eval",
+    "calibration": "calibration (optimistic: the quantizer was calibrated on these samples)",
+    "random": "random (parity only)",
+}
+
+
+def attention_mask(
+    specs: Any, inputs: tuple[np.ndarray, ...], output: np.ndarray
+) -> tuple[np.ndarray | None, str | None]:
+    """The attention mask input of a token model with per-token outputs [N, T, D]: a 2-D
+    integer input [N, T] of 0/1 values (named like "mask" when several qualify). Its padding
+    positions are what the consumer drops, so fidelity leaves them out."""
+    if output.ndim < 3:
+        return None, None
+    found = [
+        (x, s.name)
+        for s, x in zip(specs, inputs, strict=True)
+        if x.ndim == 2
+        and x.dtype.kind in "iub"
+        and x.shape == output.shape[:2]
+        and np.isin(x, (0, 1)).all()
+    ]
+    named = [f for f in found if "mask" in f[1].lower()]
+    pick = named if len(named) == 1 else found
+    return pick[0] if len(pick) == 1 else (None, None)
+
+
 def run(
     torch_model: TorchModel,
     float_model: TFLiteArtifact,
@@ -128,7 +156,15 @@ def run(
         float_out = float_runner.run([x[:k] for x in boundary])
         rep.metrics["float_parity"] = float_parity([r[:k] for r in ref], float_out)
         out = built_runner.run(list(boundary))
-        rep.metrics["fidelity"] = fidelity(ref[0], out[0])
+        mask, mask_name = attention_mask(torch_model.inputs, data.inputs, ref[0])
+        rep.metrics["fidelity"] = fidelity(ref[0], out[0], mask)
+        where = DATA_SOURCES[data_kind]
+        rep.metrics["fidelity"]["data"] = where
+        if mask is not None:
+            rep.metrics["fidelity"]["positions"] = (
+                f"{int(np.count_nonzero(mask))} of {mask.size} token positions "
+                f"({mask_name} == 1; padding excluded)"
+            )
         rep.metrics["samples"] = len(data)
         labels = data.labels if data_kind == "eval" else None
         rep.metrics["data"] = (
@@ -154,7 +190,9 @@ def run(
                     drop <= max_accuracy_drop + 1e-9,
                 )
         elif len(data) >= 3 and out[0].reshape(len(data), -1).shape[1] > 1:
-            rep.metrics["fidelity"]["nn_agreement"] = nn_agreement(ref[0], out[0])
+            rep.metrics["fidelity"]["nn_agreement"] = nn_agreement(
+                masked(ref[0], mask), masked(out[0], mask)
+            )
         if min_fidelity is not None:
             cos = rep.metrics["fidelity"]["cosine"]
             rep.gate("min_fidelity", min_fidelity, cos, cos >= min_fidelity - 1e-12, op=">=")

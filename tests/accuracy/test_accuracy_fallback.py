@@ -191,3 +191,31 @@ def test_option_errors_before_any_work(tmp_path: Path, capsys, extra, message) -
     assert rc == 2
     assert message in err
     assert "hint:" in err
+
+
+def test_every_limit_that_stops_the_search_is_named(float_tflite) -> None:  # type: ignore[no-untyped-def]
+    """An unreachable gate (cosine 1.0): with a large budget the search is stopped by its step
+    cap, and the message says so instead of asking for a larger budget."""
+    import numpy as np
+
+    from edgepack.accuracy.fallback import Gate, search
+    from edgepack.errors import GateError
+    from edgepack.runtime import Runner
+    from tests.conftest import DIGITS
+
+    calib = [np.load(DIGITS / "calib.npz")["x"][:32]]
+    ev = [np.load(DIGITS / "eval.npz")["x"][:32]]
+    ref = Runner(float_tflite).run(ev)[0]
+    with pytest.raises(GateError) as exc:
+        search(float_tflite.read_bytes(), calib, ev, ref, None, Gate(min_fidelity=1.0),
+               budget=100, max_steps=1)  # fmt: skip
+    err = exc.value
+    assert "no fallback recipe within 100 float op(s) meets the gate (cosine >= 1.0)" in err.message
+    assert "stopped by: the search's fixed cap of 1 recipes tried" in err.message
+    assert "--fallback-budget" not in err.message + err.hint
+    with pytest.raises(GateError) as exc:
+        search(float_tflite.read_bytes(), calib, ev, ref, None, Gate(min_fidelity=1.0),
+               budget=0, max_steps=1)  # fmt: skip
+    assert "stopped by: --fallback-budget 0 (" in exc.value.message
+    assert "fixed cap" not in exc.value.message
+    assert exc.value.hint.startswith("raise --fallback-budget")

@@ -113,3 +113,33 @@ def test_accuracy_refuses_meaningless_labels(logits_shape, labels, message) -> N
         metrics.accuracy(logits, logits, labels)
     assert message in exc.value.message
     assert "labels are class indices 0..C-1" in exc.value.hint
+
+
+def test_fidelity_leaves_out_padding_positions() -> None:
+    """Per-token outputs [N, T, D]: padding positions (mask 0) carry garbage in the quantized
+    output; the consumer drops them, so the masked fidelity is exact while the unmasked is not."""
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((4, 6, 8))
+    mask = np.array([[1] * k + [0] * (6 - k) for k in (2, 3, 6, 4)])
+    got = ref.copy()
+    got[mask == 0] = rng.standard_normal((int((mask == 0).sum()), 8)) * 5
+    plain = metrics.fidelity(ref, got)
+    used = metrics.fidelity(ref, got, mask)
+    assert plain["cosine"] < 0.9
+    assert used == {"max_abs_diff": 0.0, "mean_abs_diff": 0.0, "cosine": 1.0, "snr_db": 100.0}
+    got[0, 1, 0] += 0.5  # an error at a used position counts, averaged over used values only
+    assert metrics.fidelity(ref, got, mask)["mean_abs_diff"] == pytest.approx(
+        0.5 / (mask.sum() * 8), abs=1e-6
+    )
+
+
+def test_the_attention_mask_is_found_for_per_token_outputs() -> None:
+    from edgepack.stages.base import InputSpec
+
+    ids = np.array([[5, 7, 0], [3, 0, 0]])
+    mask = (ids != 0).astype(np.int64)
+    specs = (InputSpec("input_ids", (1, 3), "int64"), InputSpec("attention_mask", (1, 3), "int64"))
+    m, name = validate.attention_mask(specs, (ids, mask), np.zeros((2, 3, 4)))
+    assert name == "attention_mask" and m is mask
+    # pooled output [N, D]: nothing to mask
+    assert validate.attention_mask(specs, (ids, mask), np.zeros((2, 4))) == (None, None)

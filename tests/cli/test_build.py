@@ -482,3 +482,29 @@ def test_a_good_name_names_the_folder(cli, tmp_path: Path, monkeypatch: pytest.M
     r = cli(*digits_build_args("host", "--name", "net_v1.2-b", "--dry-run"))
     assert r.code == 0, r.err
     assert "dist/net_v1.2-b-host" in r.out
+
+
+def test_manifest_records_the_calibration_samples_used(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A calibration file smaller than the profile's sample count: the manifest says how many
+    samples were really used, not the profile's number; without --eval, the metrics say they
+    were measured on the calibration data."""
+    from edgepack.targets import load_target
+
+    small = tmp_path / "calib16.npz"
+    np.savez(small, x=np.load(DIGITS / "calib.npz")["x"][:16])
+    assert load_target("rpi4").quantization.calibration_samples != 16
+    args = digits_build_args("rpi4", "-o", tmp_path / "pkg", "--latency-runs", "0")
+    args[args.index("--calibration") + 1] = small
+    del args[args.index("--eval") : args.index("--eval") + 2]  # metrics on calibration data
+    r = cli(*args)
+    assert r.code == 0, r.err
+    m = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
+    assert m["quantization"]["calibration_samples"] == 16
+    quantize = next(s for s in m["stages"] if s["name"] == "quantize")
+    assert quantize["params"]["calibration_samples"] == 16
+    # without --eval the metrics say they were computed on the calibration data
+    optimistic = "calibration (optimistic: the quantizer was calibrated on these samples)"
+    assert m["metrics"]["fidelity"]["data"] == optimistic
+    assert m["metrics"]["data"] == "calibration"
+    assert m["metrics"]["accuracy"]["measured"] is False
+    assert m["metrics"]["samples"] == 16
