@@ -510,6 +510,9 @@ def build_from_model(
     )
 
 
+NO_PACKAGE = "; no package was written"
+
+
 class _Refused(Exception):
     """A mode failed its own checks or the accuracy guard: the next mode of the list may pass."""
 
@@ -547,11 +550,12 @@ def _choose_mode(
                 attempt, model, float_model, calib, ev, data, ctx, validate_args, batch
             )
         except _Refused as r:
-            attempts.append({"mode": mode.value, "outcome": "refused", "reason": r.error.message})
+            reason = r.error.message.removesuffix(NO_PACKAGE)
+            attempts.append({"mode": mode.value, "outcome": "refused", "reason": reason})
             refused.append(r)
             if k + 1 < len(modes):
                 ctx.progress(
-                    f"quantize: {mode.value} refused ({r.error.message}); trying {modes[k + 1].value}"
+                    f"quantize: {mode.value} refused ({reason}); trying {modes[k + 1].value}"
                 )
                 continue
             if len(refused) == 1:
@@ -560,7 +564,8 @@ def _choose_mode(
             cls: type[EdgepackError] = GateError if gate else QuantizationError
             raise cls(
                 f"no mode of the {plan.target.name} profile's quantization list passed: "
-                + "; ".join(f"{a['mode']}: {a['reason']}" for a in attempts),
+                + "; ".join(f"{a['mode']}: {a['reason']}" for a in attempts)
+                + NO_PACKAGE,
                 r.error.hint,
             ) from None
         passed = [g for g in report.gates if g["gate"] in ACCURACY_GATES]
