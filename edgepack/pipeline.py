@@ -129,7 +129,7 @@ class BuildPlan:
     def budget_source(self, gate: str) -> str:
         """Who set a size or RAM limit, for messages."""
         if getattr(self, gate) is not None:
-            return "your limit"
+            return "yours"
         if getattr(self.target.budgets, gate) is not None:
             return f"the {self.target.name} profile's budget"
         return f"the {self.target.name} board's RAM (device.ram_mb)"
