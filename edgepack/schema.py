@@ -178,7 +178,10 @@ def to_dict(obj: Any) -> dict[str, Any]:
     """The data form of a validated object (enum values, TOML key names)."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
-        out[f.metadata.get("key", f.name)] = _plain(getattr(obj, f.name))
+        value = _plain(getattr(obj, f.name))
+        if f.metadata.get("one_or_list") and isinstance(value, list) and len(value) == 1:
+            value = value[0]  # the single-value form: its hash is what older versions recorded
+        out[f.metadata.get("key", f.name)] = value
     return out
 
 
