@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -480,7 +481,11 @@ def build_from_model(
     manifest = make_manifest(plan, model, name, built, report, ctx)
     manifest["accuracy_gate"] = guard
     manifest["quantization"]["preference"] = [m.value for m in plan.modes]
-    manifest["quantization"]["attempts"] = attempts
+    # timings go under "build" (everything else in a manifest is reproducible)
+    manifest["quantization"]["attempts"] = [
+        {k: v for k, v in a.items() if k != "seconds"} for a in attempts
+    ]
+    manifest["build"]["attempt_seconds"] = {a["mode"]: a["seconds"] for a in attempts}
     files = {"model.tflite": built.path}
     if compat_report is not None:
         manifest["compat"] = compat_report.to_dict()
@@ -545,13 +550,17 @@ def _choose_mode(
     refused: list[_Refused] = []
     for k, mode in enumerate(modes):
         attempt = dataclasses.replace(plan, attempt=mode)
+        start = time.perf_counter()
         try:
             built, report, fallback = _build_mode(
                 attempt, model, float_model, calib, ev, data, ctx, validate_args, batch
             )
         except _Refused as r:
             reason = r.error.message.removesuffix(NO_PACKAGE)
-            attempts.append({"mode": mode.value, "outcome": "refused", "reason": reason})
+            seconds = round(time.perf_counter() - start, 3)
+            attempts.append(
+                {"mode": mode.value, "outcome": "refused", "reason": reason, "seconds": seconds}
+            )
             refused.append(r)
             if k + 1 < len(modes):
                 ctx.progress(
@@ -588,14 +597,9 @@ def _choose_mode(
                     )
                     + ")"
                 ),
+                "seconds": round(time.perf_counter() - start, 3),
             }
         )
-        if refused:
-            ctx.progress(
-                f"quantize: chose {mode.value} ("
-                + "; ".join(f"{a['mode']} refused: {a['reason']}" for a in attempts[:-1])
-                + ")"
-            )
         return built, report, fallback, attempt, attempts
     raise AssertionError("unreachable: plan.modes is never empty")
 
