@@ -60,3 +60,23 @@ def test_size_limit_fails_before_validation(cli, tmp_path: Path) -> None:  # typ
     ) in r.err
     assert "hint: " in r.err and "Traceback" not in r.err
     assert not out.exists()
+
+
+def test_a_mode_missing_the_accuracy_guard_hands_over_to_the_next(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """host's list is dynamic-range, then float32: with a cosine limit dynamic-range cannot
+    meet (int8 weights; ~0.9995 on digits), float32 ships and the refusal says why."""
+    out = tmp_path / "p"
+    r = cli(*digits_build_args("host", "-o", out, "--min-fidelity", "0.9999", "--quiet"))
+    assert r.code == 0, r.err
+    m = json.loads((out / "manifest.json").read_text())
+    q = m["quantization"]
+    assert q["mode"] == "float32" and q["preference"] == ["dynamic-range", "float32"]
+    refused, chosen = q["attempts"]
+    assert refused["mode"] == "dynamic-range" and refused["outcome"] == "refused"
+    assert refused["reason"].startswith("fidelity gate failed: output cosine vs the float model")
+    assert "< 0.9999" in refused["reason"] and "for dynamic-range" in refused["reason"]
+    cos = m["metrics"]["fidelity"]["cosine"]
+    assert cos >= 0.9999
+    assert chosen["mode"] == "float32" and chosen["outcome"] == "chosen"
+    assert chosen["reason"] == f"passed its checks and min_fidelity {cos} >= 0.9999"
+    assert "quantization: float32 chosen from the host profile's list" in r.err
