@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 from edgepack import __version__
 from edgepack.accuracy.fallback import FallbackPrecision
 from edgepack.data import Dataset, load_dataset
-from edgepack.errors import QuantizationError, UsageError, storage_errors
+from edgepack.errors import EdgepackError, GateError, QuantizationError, UsageError, storage_errors
 from edgepack.manifest import (
     MANIFEST_SCHEMA_VERSION,
     StageRecord,
@@ -84,18 +85,33 @@ class BuildPlan:
     accuracy_gate: bool = True
     # Take the export and the float conversion from edgepack.cache (False: --no-cache).
     cache: bool = True
+    # Set by the build: the mode of the profile's preference list being tried (:attr:`modes`).
+    attempt: QuantMode | None = None
 
     # ---- resolved values -------------------------------------------------------------
     @property
     def mode(self) -> QuantMode:
-        return self.quantization or self.target.quantization.mode
+        return self.quantization or self.attempt or self.target.quantization.mode
+
+    @property
+    def modes(self) -> tuple[QuantMode, ...]:
+        """The modes a build tries, best first: the explicit one, else the profile's list.
+
+        An integer --io-dtype or --auto-fallback (a repair of full-int8) keep full-int8 only.
+        """
+        if self.quantization is not None:
+            return (self.quantization,)
+        modes = tuple(self.target.quantization.modes)
+        if self.auto_fallback or self.io_dtype not in (None, IODtype.FLOAT32):
+            modes = tuple(m for m in modes if m == QuantMode.FULL_INT8) or modes[:1]
+        return modes
 
     @property
     def io(self) -> IODtype:
         if self.io_dtype is not None:
             return self.io_dtype
-        if self.quantization is not None and self.quantization != QuantMode.FULL_INT8:
-            return IODtype.FLOAT32  # the user chose a float-I/O mode over the profile's
+        if self.mode != QuantMode.FULL_INT8:
+            return IODtype.FLOAT32  # integer I/O is full-int8's (the profile schema checks it)
         return self.target.quantization.io_dtype
 
     @property
@@ -104,12 +120,22 @@ class BuildPlan:
 
     @property
     def budgets(self) -> Budgets:
+        """Size and RAM limits: the user's, else the profile's; RAM at most the board's."""
         b = self.target.budgets
+        ram = self.max_ram_mb if self.max_ram_mb is not None else b.max_ram_mb
         return Budgets(
             max_model_kb=self.max_model_kb if self.max_model_kb is not None else b.max_model_kb,
-            max_ram_mb=self.max_ram_mb if self.max_ram_mb is not None else b.max_ram_mb,
+            max_ram_mb=ram if ram is not None else float(self.target.device.ram_mb),
             max_latency_ms=b.max_latency_ms,
         )
+
+    def budget_source(self, gate: str) -> str:
+        """Who set a size or RAM limit, for messages."""
+        if getattr(self, gate) is not None:
+            return "yours"
+        if getattr(self.target.budgets, gate) is not None:
+            return f"the {self.target.name} profile's budget"
+        return f"the {self.target.name} board's RAM (device.ram_mb)"
 
     @property
     def n_calibration(self) -> int:
@@ -204,7 +230,7 @@ def _check_accuracy_options(plan: BuildPlan) -> list[str]:
             problems.append("--min-fidelity needs --eval data (labels not required)")
     if plan.fallback_budget is not None and plan.fallback_budget < 0:
         problems.append("--fallback-budget must be >= 0 (ops kept out of int8)")
-    if plan.int8_engine != Int8Engine.AUTO and plan.mode != QuantMode.FULL_INT8:
+    if plan.int8_engine != Int8Engine.AUTO and QuantMode.FULL_INT8 not in plan.modes:
         problems.append(
             f"--int8-engine {plan.int8_engine.value} applies to full-int8 builds "
             f"(this one is {plan.mode.value})"
@@ -448,7 +474,7 @@ def build_from_model(
     ctx: StageContext,
     exported: ExportedModel | None = None,  # shared by a matrix; else exported here
 ) -> BuildResult:
-    from edgepack.stages import convert, export, quantize, validate
+    from edgepack.stages import convert, export
     from edgepack.stages import package as package_stage
 
     if exported is None:
@@ -470,39 +496,9 @@ def build_from_model(
         "latency_runs": plan.latency_runs,
         "min_fidelity": plan.min_fidelity,
     }
-    fallback = None
-    missed: list[dict[str, Any]] = []
-    trigger = ""
-    try:
-        built = quantize.run(
-            float_model, plan.mode, plan.io, calib, ctx, batch=batch, int8_engine=plan.int8_engine
-        )
-        report = validate.run(
-            model,
-            float_model,
-            built,
-            data,
-            ctx,
-            raise_on_fail=not plan.auto_fallback,
-            **validate_args,
-        )
-        missed = [g for g in report.failed if g["gate"] in validate.ACCURACY_GATES]
-        if missed:
-            trigger = "; ".join(f"{g['gate']} {g['value']} vs {g['limit']}" for g in missed)
-        else:
-            validate.raise_for_gates(report, built.kind, validate_args["profile_limits"])
-    except QuantizationError as exc:
-        if not plan.auto_fallback:
-            raise
-        missed, trigger = [{"gate": "quantization", "error": exc.message}], exc.message
-    if plan.auto_fallback and missed:
-        from edgepack.accuracy import fallback as fallback_stage
-
-        if ev is None or calib is None:  # check_plan requires both; kept for the type checker
-            raise UsageError("--auto-fallback needs --eval and --calibration data", "pass both")
-        fallback = fallback_stage.run(float_model, model, calib, ev, plan, trigger, ctx)
-        built = fallback.artifact
-        report = validate.run(model, float_model, built, data, ctx, **validate_args)
+    built, report, fallback, plan, attempts = _choose_mode(
+        plan, model, float_model, calib, ev, data, ctx, validate_args, batch
+    )
     # Ops --auto-fallback kept out of int8 leave an integer-only accelerator knowingly (the
     # fallback record says what that costs): the full-delegation gate is waived for them.
     compat_report, edgetpu_result = _device_checks(
@@ -510,6 +506,12 @@ def build_from_model(
     )
     manifest = make_manifest(plan, model, name, built, report, ctx)
     manifest["accuracy_gate"] = guard
+    manifest["quantization"]["preference"] = [m.value for m in plan.modes]
+    # timings go under "build" (everything else in a manifest is reproducible)
+    manifest["quantization"]["attempts"] = [
+        {k: v for k, v in a.items() if k != "seconds"} for a in attempts
+    ]
+    manifest["build"]["attempt_seconds"] = {a["mode"]: a["seconds"] for a in attempts}
     files = {"model.tflite": built.path}
     if compat_report is not None:
         manifest["compat"] = compat_report.to_dict()
@@ -547,6 +549,169 @@ def build_from_model(
         rows=summary_rows(manifest),
         warnings=warnings,
     )
+
+
+NO_PACKAGE = "; no package was written"
+
+
+class _Refused(Exception):
+    """A mode failed its own checks or the accuracy guard: the next mode of the list may pass."""
+
+    def __init__(self, error: QuantizationError | GateError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _choose_mode(
+    plan: BuildPlan,
+    model: TorchModel,
+    float_model: TFLiteArtifact,
+    calib: Dataset | None,
+    ev: Dataset | None,
+    data: Dataset,
+    ctx: StageContext,
+    validate_args: dict[str, Any],
+    batch: int,
+) -> tuple[TFLiteArtifact, Any, Any, BuildPlan, list[dict[str, Any]]]:
+    """The first mode of ``plan.modes`` that passes its own checks and the accuracy guard.
+
+    Every attempt quantizes the one float conversion. A size or RAM budget missed is final
+    (it fails before validation). Returns the built model, its report, the fallback result,
+    the plan of the chosen mode and the attempts record (mode, outcome, reason).
+    """
+    from edgepack.stages.validate import ACCURACY_GATES
+
+    modes = plan.modes
+    attempts: list[dict[str, Any]] = []
+    refused: list[_Refused] = []
+    for k, mode in enumerate(modes):
+        attempt = dataclasses.replace(plan, attempt=mode)
+        start = time.perf_counter()
+        try:
+            built, report, fallback = _build_mode(
+                attempt, model, float_model, calib, ev, data, ctx, validate_args, batch
+            )
+        except _Refused as r:
+            reason = r.error.message.removesuffix(NO_PACKAGE)
+            seconds = round(time.perf_counter() - start, 3)
+            attempts.append(
+                {"mode": mode.value, "outcome": "refused", "reason": reason, "seconds": seconds}
+            )
+            refused.append(r)
+            if k + 1 < len(modes):
+                ctx.progress(
+                    f"quantize: {mode.value} refused ({reason}); trying {modes[k + 1].value}"
+                )
+                continue
+            if len(refused) == 1:
+                raise r.error from None
+            gate = any(isinstance(x.error, GateError) for x in refused)
+            cls: type[EdgepackError] = GateError if gate else QuantizationError
+            raise cls(
+                f"no mode of the {plan.target.name} profile's quantization list passed: "
+                + "; ".join(f"{a['mode']}: {a['reason']}" for a in attempts)
+                + NO_PACKAGE,
+                r.error.hint,
+            ) from None
+        passed = [g for g in report.gates if g["gate"] in ACCURACY_GATES]
+        attempts.append(
+            {
+                "mode": mode.value,
+                "outcome": "chosen",
+                "reason": (
+                    "passed its checks and "
+                    + ", ".join(
+                        f"{g['gate']} {g['value']} {g.get('op') or '<='} {g['limit']}"
+                        for g in passed
+                    )
+                    if passed
+                    else "passed its checks (no accuracy gate: "
+                    + (
+                        "--no-accuracy-gate"
+                        if not plan.accuracy_gate
+                        else ("no --eval data" if ev is None else "no limit")
+                    )
+                    + ")"
+                ),
+                "seconds": round(time.perf_counter() - start, 3),
+            }
+        )
+        return built, report, fallback, attempt, attempts
+    raise AssertionError("unreachable: plan.modes is never empty")
+
+
+def _build_mode(
+    plan: BuildPlan,
+    model: TorchModel,
+    float_model: TFLiteArtifact,
+    calib: Dataset | None,
+    ev: Dataset | None,
+    data: Dataset,
+    ctx: StageContext,
+    validate_args: dict[str, Any],
+    batch: int,
+) -> tuple[TFLiteArtifact, Any, Any]:
+    """One mode: quantize, size and RAM budgets (before validation: fails fast), validate;
+    --auto-fallback repairs a full-int8 that misses the accuracy gate. Raises :class:`_Refused`
+    for what another mode may pass (the mode's own checks, the accuracy guard)."""
+    from edgepack.stages import quantize, validate
+
+    missed: list[dict[str, Any]] = []
+    trigger = ""
+    try:
+        built = quantize.run(
+            float_model, plan.mode, plan.io, calib, ctx, batch=batch, int8_engine=plan.int8_engine
+        )
+    except QuantizationError as exc:
+        if not plan.auto_fallback:
+            raise _Refused(exc) from exc
+        missed, trigger = [{"gate": "quantization", "error": exc.message}], exc.message
+    if not missed:
+        check_budgets(plan, built)
+        report = validate.run(
+            model, float_model, built, data, ctx, raise_on_fail=False, **validate_args
+        )
+        missed = [g for g in report.failed if g["gate"] in validate.ACCURACY_GATES]
+        if not missed:
+            validate.raise_for_gates(report, built.kind, validate_args["profile_limits"])
+            return built, report, None
+        if not plan.auto_fallback:
+            try:
+                validate.raise_for_gates(report, built.kind, validate_args["profile_limits"])
+            except GateError as exc:
+                raise _Refused(exc) from exc
+        trigger = "; ".join(f"{g['gate']} {g['value']} vs {g['limit']}" for g in missed)
+    # --auto-fallback, and full-int8 failed or missed the accuracy gate: keep ops out of int8.
+    from edgepack.accuracy import fallback as fallback_stage
+
+    if ev is None or calib is None:  # check_plan requires both; kept for the type checker
+        raise UsageError("--auto-fallback needs --eval and --calibration data", "pass both")
+    fallback = fallback_stage.run(float_model, model, calib, ev, plan, trigger, ctx)
+    built = fallback.artifact
+    check_budgets(plan, built)
+    report = validate.run(model, float_model, built, data, ctx, **validate_args)
+    return built, report, fallback
+
+
+def check_budgets(plan: BuildPlan, built: TFLiteArtifact) -> None:
+    """Size and RAM limits, as soon as the model exists: over budget fails before validation."""
+    from edgepack.stages.validate import model_footprint
+
+    budgets = plan.budgets
+    foot = model_footprint(built.path)
+    for gate, value, unit, what in (
+        ("max_model_kb", foot["size_kb"], "KB", "model size"),
+        ("max_ram_mb", foot["est_ram_mb_upper"], "MB", "estimated RAM (weights + activations)"),
+    ):
+        limit = getattr(budgets, gate)
+        if limit is not None and value > limit:
+            raise GateError(
+                f"budget gate failed: {gate} {value} > {limit} ({what} of the {built.kind} "
+                f"model is {value} {unit}; the limit is {plan.budget_source(gate)}); checked "
+                "before validation, no package was written",
+                "compress the model (--prune), pick a smaller quantization, or set your own "
+                "limit ([gates] max_model_kb / max_ram_mb in edgepack.toml)",
+            )
 
 
 EDGETPU_MODEL_FILE = "model_edgetpu.tflite"
@@ -650,7 +815,9 @@ def make_manifest(
             "io_dtype": plan.io.value,
             "io_layout": plan.layout.value,
             "route": built.route or quantize.route_for(plan.mode, plan.int8_engine),
-            "calibration_samples": _calibration_used(ctx),
+            "calibration_samples": (
+                _calibration_used(ctx) if plan.mode == QuantMode.FULL_INT8 else None
+            ),
             "overridden": {
                 "quantization": plan.quantization is not None,
                 "io_dtype": plan.io_dtype is not None,
@@ -680,6 +847,21 @@ def _calibration_used(ctx: StageContext) -> int | None:
         if "calibration_samples" in r.params:
             return int(r.params["calibration_samples"])
     return None
+
+
+def choice_note(manifest: dict[str, Any]) -> str | None:
+    """The line saying which mode of the profile's list a build chose and why the better
+    ones were refused (None when the first one passed)."""
+    attempts = manifest["quantization"].get("attempts") or []
+    refused = [a for a in attempts if a["outcome"] == "refused"]
+    if not refused:
+        return None
+    return (
+        f"quantization: {manifest['quantization']['mode']} chosen from the "
+        f"{manifest['target']['name']} profile's list "
+        f"({', '.join(manifest['quantization']['preference'])}); "
+        + "; ".join(f"{a['mode']} refused: {a['reason']}" for a in refused)
+    )
 
 
 def _stage_line(name: str, params: dict[str, Any], m: dict[str, Any]) -> str:
@@ -737,6 +919,9 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
             + (f", NN agreement {fid['nn_agreement']:.3f}" if "nn_agreement" in fid else ""),
         )
     )
+    note = choice_note(manifest)
+    if note is not None:
+        rows.append(("quantization choice", note.split(": ", 1)[1]))
     refused = [t for t in q["route"].get("tried", []) if t["outcome"] == "refused"]
     if refused:
         rows.append(

@@ -7,8 +7,10 @@ values, numeric bounds and patterns (field metadata), key aliases, unknown keys 
 every problem collected before raising.
 
 Field metadata: ``ge``, ``le``, ``gt`` (numbers), ``pattern`` (str), ``key`` (the TOML key
-when it differs from the attribute name). A dataclass may define ``_check(self) -> list[str]``
-for cross-field rules.
+when it differs from the attribute name), ``one_or_list`` (a list field that also takes a
+single value, read as a list of one), ``nonempty`` and ``unique`` (lists). A dataclass may
+define ``_check(self) -> list[str]`` for cross-field rules. A value outside an enum or literal
+is reported with the closest valid name.
 """
 
 from __future__ import annotations
@@ -30,6 +32,25 @@ class SchemaErrors(Exception):
         self.problems = problems
 
 
+def _choices(tp: Any) -> list[Any]:
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return [e.value for e in tp]
+    return list(get_args(tp))
+
+
+def _not_one_of(tp: Any, value: Any, loc: str) -> str:
+    """``'loc': 'int4' is not one of ...; did you mean 'int8'?`` (the closest valid name)."""
+    import difflib
+
+    msg = f"'{loc}': {value!r} is not {_type_name(tp)}"
+    names = [c for c in _choices(tp) if isinstance(c, str)]
+    if isinstance(value, str):
+        close = difflib.get_close_matches(value, names, n=1, cutoff=0.3)
+        if close:
+            msg += f"; did you mean {close[0]!r}?"
+    return msg
+
+
 def _type_name(tp: Any) -> str:
     if isinstance(tp, type) and issubclass(tp, Enum):
         return "one of " + ", ".join(repr(e.value) for e in tp)
@@ -49,7 +70,7 @@ def _convert(tp: Any, value: Any, loc: str, problems: list[str]) -> Any:
         return _build(tp, value, loc, problems)
     if origin is Literal:
         if value not in get_args(tp):
-            problems.append(f"'{loc}': {value!r} is not {_type_name(tp)}")
+            problems.append(_not_one_of(tp, value, loc))
         return value
     if origin is list:
         if not isinstance(value, list):
@@ -61,7 +82,7 @@ def _convert(tp: Any, value: Any, loc: str, problems: list[str]) -> Any:
         try:
             return tp(value)
         except ValueError:
-            problems.append(f"'{loc}': {value!r} is not {_type_name(tp)}")
+            problems.append(_not_one_of(tp, value, loc))
             return value
     if tp is bool:
         if not isinstance(value, bool):
@@ -91,6 +112,14 @@ def _bounds(meta: Any, value: Any, loc: str, problems: list[str]) -> None:
             problems.append(f"'{loc}': must be <= {meta['le']}, got {value}")
         if "gt" in meta and value <= meta["gt"]:
             problems.append(f"'{loc}': must be > {meta['gt']}, got {value}")
+    if isinstance(value, list):
+        if meta.get("nonempty") and not value:
+            problems.append(f"'{loc}': must list at least one value, got []")
+        if meta.get("unique"):
+            seen = [_plain(v) for v in value]
+            dup = sorted({repr(v) for v in seen if seen.count(v) > 1})
+            if dup:
+                problems.append(f"'{loc}': {', '.join(dup)} listed more than once")
     if isinstance(value, str) and "pattern" in meta and not re.match(meta["pattern"], value):
         problems.append(f"'{loc}': {value!r} does not match {meta['pattern']}")
 
@@ -118,7 +147,11 @@ def _build(cls: type[T], data: Any, loc: str, problems: list[str]) -> T:
                 problems.append(f"missing key '{prefix}{key}'")
             continue
         n = len(problems)
-        value = _convert(hints[f.name], data[key], prefix + key, problems)
+        tp, raw = hints[f.name], data[key]
+        if f.metadata.get("one_or_list") and not isinstance(raw, list):
+            value = [_convert(get_args(tp)[0], raw, prefix + key, problems)]
+        else:
+            value = _convert(tp, raw, prefix + key, problems)
         if len(problems) == n:
             _bounds(f.metadata, value, prefix + key, problems)
         kwargs[f.name] = value
@@ -145,7 +178,10 @@ def to_dict(obj: Any) -> dict[str, Any]:
     """The data form of a validated object (enum values, TOML key names)."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
-        out[f.metadata.get("key", f.name)] = _plain(getattr(obj, f.name))
+        value = _plain(getattr(obj, f.name))
+        if f.metadata.get("one_or_list") and isinstance(value, list) and len(value) == 1:
+            value = value[0]  # the single-value form: its hash is what older versions recorded
+        out[f.metadata.get("key", f.name)] = value
     return out
 
 

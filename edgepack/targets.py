@@ -83,15 +83,27 @@ class RuntimeSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class QuantizationSpec:
-    mode: QuantMode
+    # The modes a default build tries, best first (``mode = ["full-int8", "dynamic-range"]``,
+    # or one mode as a string): the first that passes its own checks and the accuracy guard
+    # ships (docs/targets.md). An explicit --quantization means exactly that mode.
+    modes: list[QuantMode] = field(
+        metadata={"key": "mode", "one_or_list": True, "nonempty": True, "unique": True}
+    )
     io_dtype: IODtype = IODtype.FLOAT32
     io_layout: IOLayout = IOLayout.NCHW
     calibration_samples: int = field(default=200, metadata={"ge": 1})
 
+    @property
+    def mode(self) -> QuantMode:
+        """The preferred mode (the first of the list)."""
+        return self.modes[0]
+
     def _check(self) -> list[str]:
-        if self.io_dtype != IODtype.FLOAT32 and self.mode != QuantMode.FULL_INT8:
+        others = [m.value for m in self.modes if m != QuantMode.FULL_INT8]
+        if self.io_dtype != IODtype.FLOAT32 and others:
             return [
-                f"quantization.io_dtype': io_dtype {self.io_dtype.value!r} needs mode 'full-int8'"
+                f"quantization.io_dtype': io_dtype {self.io_dtype.value!r} needs mode "
+                f"'full-int8' only (the list has {', '.join(repr(m) for m in others)})"
             ]
         return []
 

@@ -241,7 +241,7 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
     """One target from the command line: the classic in-process build."""
     from edgepack.accuracy.fallback import FallbackPrecision
     from edgepack.cli.progress import build_progress
-    from edgepack.pipeline import BuildPlan
+    from edgepack.pipeline import BuildPlan, choice_note
     from edgepack.pipeline import build as run_build
     from edgepack.release.config import compression_fields
     from edgepack.targets import Int8Engine, load_target
@@ -276,6 +276,9 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
         result = run_build(plan, progress=lambda m: report(target, m))
     for w in result.warnings:
         typer.echo(f"warning: {w}", err=True)
+    note = choice_note(result.manifest)
+    if note is not None:  # a better mode of the profile's list was refused: always said
+        typer.echo(note, err=True)
     if json_:
         echo_json(result.manifest)
     else:
@@ -352,7 +355,12 @@ def _matrix(plan: Any, json_: bool, quiet: bool) -> int:
     if not quiet:
         typer.echo("", err=True)
     echo_table(SUMMARY_HEADERS, summary_rows(result))
+    from edgepack.pipeline import choice_note
+
     for o in result.outcomes:
+        note = choice_note(o.manifest) if o.manifest is not None else None
+        if note is not None:
+            typer.echo(f"{o.id}: {note}", err=True)
         if o.message:
             typer.echo(f"\n{o.id}: {o.status.value}: {o.message}", err=True)
             if o.hint:

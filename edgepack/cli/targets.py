@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
             (
                 p.name,
                 p.device.arch,
-                p.quantization.mode.value,
+                ", ".join(m.value for m in p.quantization.modes),
                 p.quantization.io_dtype.value,
                 p.runtime.delegate.value,
                 p.bench.transport.value,

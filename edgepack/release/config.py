@@ -314,7 +314,7 @@ class TargetJob:
             "id": self.id,
             "target": p.target.name,
             "profile_sha256": p.target.sha256,
-            "quantization": p.mode.value,
+            "quantization": ", ".join(m.value for m in p.modes),  # tried in order
             "io_dtype": p.io.value,
             "io_layout": p.layout.value,
             "calibration_samples": p.n_calibration if p.mode == QuantMode.FULL_INT8 else None,

@@ -558,7 +558,9 @@ def _outcome(job: TargetJob, raw: dict[str, Any]) -> TargetOutcome:
     out = TargetOutcome(
         id=job.id,
         target=job.plan.target.name,
-        mode=job.plan.mode.value,
+        # the mode the build chose from the profile's list (the first one before it ran)
+        mode=((raw.get("manifest") or {}).get("quantization") or {}).get("mode")
+        or job.plan.mode.value,
         dest=job.dest,
         status=Status(raw["status"]),
         manifest=raw.get("manifest"),

@@ -12,6 +12,7 @@ Everything deterministic goes into ``metrics``; latency goes into ``timing`` (bu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -196,16 +197,11 @@ def run(
         if min_fidelity is not None:
             cos = rep.metrics["fidelity"]["cosine"]
             rep.gate("min_fidelity", min_fidelity, cos, cos >= min_fidelity - 1e-12, op=">=")
-        info = read_model(built.path)
-        rep.metrics["size_bytes"] = info.size_bytes
-        act = sum(
-            int(np.prod(t.shape or (1,))) * _itemsize(t.dtype)
-            for t in info.tensors
-            if not t.is_constant
-        )
-        rep.metrics["est_ram_mb_upper"] = round((info.size_bytes + act) / 2**20, 3)
+        foot = model_footprint(built.path)
+        rep.metrics["size_bytes"] = foot["size_bytes"]
+        rep.metrics["est_ram_mb_upper"] = foot["est_ram_mb_upper"]
         if budgets is not None and budgets.max_model_kb is not None:
-            kb = info.size_bytes / 1024
+            kb = foot["size_bytes"] / 1024
             rep.gate("max_model_kb", budgets.max_model_kb, round(kb, 2), kb <= budgets.max_model_kb)
         if budgets is not None and budgets.max_ram_mb is not None:
             est = rep.metrics["est_ram_mb_upper"]
@@ -232,6 +228,21 @@ def run(
     if raise_on_fail:
         raise_for_gates(rep, built.kind, profile_limits)
     return rep
+
+
+def model_footprint(path: Path) -> dict[str, Any]:
+    """Size and an upper estimate of RAM (the file + every non-constant tensor at once)."""
+    info = read_model(path)
+    act = sum(
+        int(np.prod(t.shape or (1,))) * _itemsize(t.dtype)
+        for t in info.tensors
+        if not t.is_constant
+    )
+    return {
+        "size_bytes": info.size_bytes,
+        "size_kb": round(info.size_bytes / 1024, 2),
+        "est_ram_mb_upper": round((info.size_bytes + act) / 2**20, 3),
+    }
 
 
 ACCURACY_GATES = ("max_accuracy_drop", "min_fidelity")
@@ -291,6 +302,7 @@ __all__ = [
     "ValidationReport",
     "fidelity",
     "float_parity",
+    "model_footprint",
     "raise_for_gates",
     "run",
     "top1",

@@ -45,7 +45,7 @@ def test_plain_full_int8_misses_a_half_point_gate(
 ) -> None:
     core = _core(plain_package)
     out = tmp_path / "pkg"
-    rc = main(digits_args(digits_files, out, "--max-accuracy-drop", "0.5"))
+    rc = main(digits_args(digits_files, out, "-q", "full-int8", "--max-accuracy-drop", "0.5"))
     err = capsys.readouterr().err
     assert rc == 3
     # The gate reports the same numbers as the ungated build of the same model.

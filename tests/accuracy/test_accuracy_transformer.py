@@ -23,14 +23,59 @@ pytestmark = pytest.mark.slow
 
 
 def test_full_int8_refuses_the_embedding(encoder_files, tmp_path, capsys) -> None:
+    """An explicit --quantization means exactly that mode: no other mode of the list."""
     out = tmp_path / "pkg"
-    rc = main(encoder_args(encoder_files, out, "--eval", str(encoder_files["eval"])))
+    args = ("-q", "full-int8", "--eval", str(encoder_files["eval"]))
+    rc = main(encoder_args(encoder_files, out, *args))
     err = capsys.readouterr().err
     assert rc == 2
     assert "full-int8 quantization failed" in err
     assert "EMBEDDING_LOOKUP" in err
     assert "dynamic-range" in err and "--auto-fallback" in err
     assert not out.exists()
+
+
+def test_stock_rpi4_default_ships_dynamic_range_after_full_int8_is_refused(
+    encoder_files, tmp_path, capsys
+) -> None:
+    """No --quantization: rpi4's list is full-int8, then dynamic-range. full-int8 cannot
+    quantize the embedding, so dynamic-range ships, checked by the profile's fidelity guard
+    on the same run's outputs, and the build says why on stderr (even with --quiet)."""
+    out = tmp_path / "pkg"
+    rc = main(encoder_args(encoder_files, out, "--eval", str(encoder_files["eval_unlabelled"])))
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    m = json.loads((out / "manifest.json").read_text())
+    q = m["quantization"]
+    assert q["mode"] == "dynamic-range" and q["overridden"]["quantization"] is False
+    assert q["preference"] == ["full-int8", "dynamic-range"]
+    refused, chosen = q["attempts"]
+    assert refused["mode"] == "full-int8" and refused["outcome"] == "refused"
+    assert "EMBEDDING_LOOKUP" in refused["reason"]
+    assert not refused["reason"].endswith("no package was written")
+    cos = m["metrics"]["fidelity"]["cosine"]
+    assert cos >= 0.99
+    assert chosen == {
+        "mode": "dynamic-range",
+        "outcome": "chosen",
+        "reason": f"passed its checks and min_fidelity {cos} >= 0.98",
+    }
+    assert m["accuracy_gate"]["min_fidelity"] == {"limit": 0.98, "from": "profile"}
+    note = (
+        "quantization: dynamic-range chosen from the rpi4 profile's list (full-int8, "
+        f"dynamic-range); full-int8 refused: {refused['reason']}"
+    )
+    assert note in err
+    summary = (out / "summary.md").read_text()
+    assert "| quantization | dynamic-range (I/O float32" in summary
+    assert f"| quantization choice | {note.split(': ', 1)[1]} |" in summary
+    # One export and one float conversion serve both attempts; each attempt quantizes.
+    names = [s["name"] for s in m["stages"]]
+    assert names.count("export") == 1 and names.count("convert") == 1
+    assert names.count("quantize") == 1  # the refused one failed before recording
+    assert names.count("validate") == 1
+    seconds = m["build"]["attempt_seconds"]  # timings stay out of the reproducible part
+    assert sorted(seconds) == ["dynamic-range", "full-int8"] and min(seconds.values()) > 0
 
 
 def test_dynamic_range_passes_the_fidelity_gate(encoder_files, tmp_path, capsys) -> None:

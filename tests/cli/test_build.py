@@ -83,7 +83,8 @@ def test_accuracy_gate_failure_leaves_no_package(cli, tmp_path: Path) -> None:  
     bad = tmp_path / "dim.npz"
     np.savez(bad, x=np.load(DIGITS / "calib.npz")["x"][:50] * 0.2)
     out = tmp_path / "dist" / "digits-rpi4"
-    args = digits_build_args("rpi4", "--max-accuracy-drop", "1.0", "-o", out)
+    # explicit mode: the profile's list would ship dynamic-range, which needs no calibration
+    args = digits_build_args("rpi4", "-q", "full-int8", "--max-accuracy-drop", "1.0", "-o", out)
     args[args.index("--calibration") + 1] = bad
     r = cli(*args)
     assert r.code == 3

@@ -34,3 +34,19 @@ def test_targets_show_unknown(cli) -> None:  # type: ignore[no-untyped-def]
     assert r.code == 2
     assert "error: unknown target 'coral'" in r.err
     assert "'coral-usb'" in r.err and "'coral-devboard'" in r.err
+
+
+def test_a_profile_with_a_mistyped_mode_is_refused_before_any_work(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from edgepack.targets import targets_dir
+
+    text = (targets_dir() / "rpi4.toml").read_text()
+    board = tmp_path / "board.toml"
+    board.write_text(text.replace('"dynamic-range"]', '"dynamic_range"]'))
+    r = cli("build", "model.py:build_model", "--target", board)
+    assert r.code == 2
+    assert (
+        f"error: invalid target profile {board}: 'quantization.mode[1]': 'dynamic_range' is "
+        "not one of 'float32', 'float16', 'dynamic-range', 'full-int8'; did you mean "
+        "'dynamic-range'?"
+    ) in r.err
+    assert "Traceback" not in r.err

@@ -31,8 +31,9 @@ def test_dry_run_prints_the_resolved_plan_as_json(project: Path) -> None:
     }
     by_id = {t["id"]: t for t in plan["targets"]}
     assert list(by_id) == ["rpi4", "host", "tiny"]
-    assert by_id["rpi4"]["quantization"] == "full-int8"
-    assert by_id["host"]["quantization"] == "dynamic-range"
+    # the profile's preference list, tried in order (docs/targets.md)
+    assert by_id["rpi4"]["quantization"] == "full-int8, dynamic-range"
+    assert by_id["host"]["quantization"] == "dynamic-range, float32"
     assert by_id["rpi4"]["output"] == "dist/digits-rpi4"
     # [gates] applies to every target; [targets.gates] adds to / overrides it.
     assert by_id["rpi4"]["gates"]["max_accuracy_drop"] == 1.0
@@ -131,7 +132,7 @@ def test_variants_build_one_target_in_two_modes(project: Path) -> None:
     assert code == 0, err
     ids = [(t["id"], t["quantization"], t["output"]) for t in json.loads(out)["targets"]]
     assert ids == [
-        ("rpi4", "full-int8", "dist/digits-rpi4"),
+        ("rpi4", "full-int8, dynamic-range", "dist/digits-rpi4"),
         ("rpi4-fp16", "float16", "dist/digits-rpi4-fp16"),
     ]
 
