@@ -373,18 +373,7 @@ def _fallback_precision(value: str | None) -> Any:
 
 
 def parse_enum(flag: str, value: str | None, enum_name: str) -> Any:
-    """The user's spelling -> enum; an unknown value lists the accepted ones."""
-    import difflib
+    """The user's spelling -> enum (edgepack.targets.parse_enum, shared with the Python API)."""
+    from edgepack.targets import parse_enum as parse
 
-    from edgepack import targets
-    from edgepack.errors import UsageError
-
-    if value is None:
-        return None
-    enum = getattr(targets, enum_name)
-    values = [e.value for e in enum]
-    if value in values:
-        return enum(value)
-    close = difflib.get_close_matches(value, values, n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    raise UsageError(f"unknown {flag} '{value}'", f"{hint}accepted: {', '.join(values)}")
+    return parse(flag, value, enum_name)
