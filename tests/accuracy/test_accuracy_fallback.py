@@ -172,7 +172,7 @@ def test_accelerator_target_keeps_float_ops_in_one_tail(digits_files, tmp_path, 
     [
         (("--auto-fallback", "--no-accuracy-gate"), "--auto-fallback needs a gate"),
         (
-            ("--auto-fallback", "-q", "dynamic-range", "--max-accuracy-drop", "1"),
+            ("--auto-fallback", "--quantization", "dynamic-range", "--max-accuracy-drop", "1"),
             "applies to full-int8",
         ),
         (("--min-fidelity", "1.5"), "--min-fidelity must be in (0, 1]"),

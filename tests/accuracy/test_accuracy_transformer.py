@@ -35,7 +35,7 @@ def test_full_int8_refuses_the_embedding(encoder_files, tmp_path, capsys) -> Non
 
 def test_dynamic_range_passes_the_fidelity_gate(encoder_files, tmp_path, capsys) -> None:
     out = tmp_path / "pkg"
-    args = ("-q", "dynamic-range", "--eval", str(encoder_files["eval_unlabelled"]))
+    args = ("--quantization", "dynamic-range", "--eval", str(encoder_files["eval_unlabelled"]))
     rc = main(encoder_args(encoder_files, out, *args, "--min-fidelity", "0.99"))
     assert rc == 0, capsys.readouterr().err
     m = json.loads((out / "manifest.json").read_text())

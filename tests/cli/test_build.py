@@ -70,7 +70,7 @@ def test_build_coral_integer_io_nhwc(cli, tmp_path: Path) -> None:  # type: igno
 
 
 def test_quantization_override_and_json(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    r = cli(*digits_build_args("rpi4", "-q", "dynamic-range", "-o", tmp_path / "d", "--json"))
+    r = cli(*digits_build_args("rpi4", "--quantization", "dynamic-range", "-o", tmp_path / "d", "--json"))
     assert r.code == 0, r.err
     m = json.loads(r.out)
     assert m["quantization"]["mode"] == "dynamic-range"
@@ -227,7 +227,7 @@ def test_error_options_reported_together(cli, tmp_path: Path) -> None:  # type: 
         "1x1x32x32",
         "--target",
         "host",
-        "-q",
+        "--quantization",
         "dynamic-range",
         "--io-dtype",
         "uint8",
@@ -241,7 +241,7 @@ def test_error_options_reported_together(cli, tmp_path: Path) -> None:  # type: 
 
 
 def test_error_unknown_quantization_suggests(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    err = _err(cli, *digits_build_args("rpi4", "-q", "full-int", "-o", tmp_path / "p"))
+    err = _err(cli, *digits_build_args("rpi4", "--quantization", "full-int", "-o", tmp_path / "p"))
     assert "unknown --quantization 'full-int'" in err and "did you mean 'full-int8'?" in err
 
 
