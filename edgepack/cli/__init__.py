@@ -41,14 +41,12 @@ class State:
     verbose = False
 
 
-def make_app(command: str | None = None, rich_help: bool = False) -> typer.Typer:
+def make_app(command: str | None = None) -> typer.Typer:
     """The CLI with every command, or only the module that defines ``command``.
 
     Building a click command for every option of every command costs more than typer's own
     import, so a run of one command registers only that command (help and completion, which
     need them all, register all). Command modules import heavy libraries inside functions.
-    ``rich_help``: format help with rich (option panels); only for a command's --help, since
-    importing rich doubles the start-up time.
     """
     app = typer.Typer(
         name="edgepack",
@@ -57,7 +55,7 @@ def make_app(command: str | None = None, rich_help: bool = False) -> typer.Typer
         no_args_is_help=True,
         pretty_exceptions_show_locals=False,  # SSH settings and paths must never leak
         add_completion=True,
-        rich_markup_mode="rich" if rich_help else None,
+        rich_markup_mode=None,  # plain help: importing rich would double start-up time
         context_settings={"help_option_names": list(HELP_FLAGS)},  # inherited by commands
     )
 
@@ -155,11 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     if command is None and "--version" in args:
         args = ["--version"]  # nothing else is parsed: no command needs registering
         command = ""
-    # rich formats the option panels of `build --help`; everything else stays plain (fast)
-    rich_help = command == "build" and any(a in HELP_FLAGS for a in args)
     try:
         with stop_signals_unwind():
-            make_app(command, rich_help)(args=args, prog_name="edgepack")
+            make_app(command)(args=args, prog_name="edgepack")
     except Terminated as stop:
         name = signal.Signals(stop.signum).name
         typer.echo(f"edgepack: stopped by {name}; temporary files removed", err=True)

@@ -4,7 +4,10 @@ and the panels of `build --help`."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,8 @@ import edgepack
 from edgepack.cli import COMMANDS, make_app
 from edgepack.cli.build import PANELS
 from tests.conftest import digits_build_args
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _click_command(name: str) -> Any:
@@ -52,15 +57,34 @@ def test_q_means_quiet_not_quantization(cli: Any, tmp_path: Path) -> None:
 
 def test_build_help_has_panels_in_order_and_an_example(cli: Any) -> None:
     out = cli("build", "--help").out
-    titles = [t for t in PANELS if re.search(rf"─ {t} ─", out)]
-    assert titles == ["Model", "Data", "Quantization", "Gates", "Compression", "Output"]
-    positions = [out.index(f"─ {t} ─") for t in titles]
-    assert positions == sorted(positions)
+    titles = re.findall(r"^([A-Z][a-z]+):$", out, flags=re.M)
+    assert titles == [
+        "Arguments",
+        "Model",
+        "Data",
+        "Quantization",
+        "Gates",
+        "Compression",
+        "Output",
+        "Options",  # -h/--help alone
+    ]
     assert "Example: edgepack build" in out
     # every option is in a panel (a new option must be placed in PANELS)
     for param in _click_command("build").params:
         if isinstance(param, typer.core.TyperOption) and param.name != "help":
             assert param.rich_help_panel in PANELS, param.name
+
+
+def test_help_does_not_import_rich_or_torch() -> None:
+    code = (
+        "import sys; from edgepack.cli import main; main(['build', '--help']); "
+        "print(sorted(m for m in ('rich', 'torch', 'numpy') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert out.splitlines()[-1] == "[]"
 
 
 @pytest.mark.slow
