@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgepack.errors import UsageError
+from edgepack.errors import DataError, UsageError
 
 # Keyword options of build(): BuildPlan fields given as the user writes them on the CLI.
 _ENUMS = {
@@ -205,7 +205,15 @@ def build(
             memory_data=tuple(digests),
             **fields,
         )
-        result = pipeline.build(plan, progress=progress or pipeline.noop_progress)
+        try:
+            result = pipeline.build(plan, progress=progress or pipeline.noop_progress)
+        except DataError as exc:  # name data given in memory as such, not by its temp file
+            message = exc.message
+            for purpose, _ in digests:
+                message = message.replace(str(paths[purpose]), "(arrays in memory)")
+            if message == exc.message:
+                raise
+            raise DataError(message, exc.hint) from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return Package(Path(result.package).resolve(), result.manifest)

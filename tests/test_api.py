@@ -120,7 +120,10 @@ def test_in_memory_model_errors(tmp_path: Path) -> None:
         edgepack.build(42, np.zeros((1, 1)), target="host", output=tmp_path / "c")
     with pytest.raises(UsageError, match="--weights cannot be used with an in-memory model"):
         edgepack.build(net, target="host", weights=tmp_path, output=tmp_path / "d")
-    with pytest.raises(DataError, match=r"calibration data .* does not fit the model"):
+    with pytest.raises(
+        DataError,
+        match=r"^calibration data \(arrays in memory\) does not fit the model: input 'image' has samples of shape \(1, 9, 9\)",
+    ):
         x = np.zeros((4, 1, 9, 9), np.float32)
         edgepack.build(
             net,
