@@ -36,7 +36,7 @@ _PATHS = ("weights", "output")
 _COMPRESSION = ("prune", "prune_scope", "round_to", "distill", "train")
 _DISTILL = ("epochs", "lr", "temperature", "alpha")
 # Set by build() itself, not options.
-_RESERVED = ("source", "target", "calibration", "eval", "memory_model", "memory_data")
+_RESERVED = ("source", "target", "calibration", "eval", "memory_model", "memory_data", "attempt")
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ def test_bad_options_raise_the_cli_messages(cli: Any, tmp_path: Path) -> None:
             ("-t", "host", "--quantization", "dynamic-range", "--io-dtype", "uint8"),
         ),
         ({"target": "rpi"}, ("-t", "rpi")),
-        ({"target": "rpi4"}, ("-t", "rpi4")),  # full-int8 without calibration data
+        ({"target": "host", "eval_samples": 0}, ("-t", "host", "--eval-samples", "0")),
         ({"target": "host", "max_accuracy_drop": -1}, ("-t", "host", "--max-accuracy-drop", "-1")),
     ]
     for kwargs, flags in cases:
