@@ -3,7 +3,7 @@
     import edgepack
     pkg = edgepack.build(model, example_inputs=x[:1], target="rpi4", calibration=x)
     pkg.metrics["fidelity"]["cosine"], pkg.path
-    pkg.bench()  # on this machine; pkg.bench(host="pi@raspberrypi") on the device
+    pkg.bench()  # locally; pkg.bench(host="pi@raspberrypi") on the device
 
 The same build as ``edgepack build``: the arguments become a :class:`BuildPlan` checked by
 the same validation, so a bad argument raises the same :class:`EdgepackError` (message and
@@ -93,7 +93,7 @@ class Package:
         timeout: float | None = None,
         save: bool = True,
     ) -> dict[str, Any]:
-        """Benchmark the package like ``edgepack bench``: on this machine by default, on an
+        """Benchmark the package like ``edgepack bench``: locally by default, on an
         SSH device with ``host`` (``user@host[:port]`` or a ~/.ssh/config alias). Returns the
         result document (saved under <package>/bench unless ``save`` is False)."""
         from edgepack.bench import plan
