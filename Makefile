@@ -5,16 +5,26 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EP := $(VENV)/bin/edgepack
 DIGITS := examples/digits
+# Where torch comes from. On Linux x86-64 the default index's torch is the CUDA build (GBs), so
+# make takes PyTorch's CPU-only wheel index; override: `make install TORCH_INDEX=` (default
+# index only) or TORCH_INDEX=https://download.pytorch.org/whl/cu128 (CUDA). Used for torch
+# alone; the version is constraints.txt's either way.
+ifeq ($(shell uname -s)-$(shell uname -m),Linux-x86_64)
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+else
+TORCH_INDEX ?=
+endif
 
 .PHONY: install demo test test-fast lint bench system-deps clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch is pinned in pyproject.toml (torch==2.13.0, CPU build)
-	$(PY) -m pip install -q -e '.[dev]'
+	# torch first, from TORCH_INDEX; then edgepack: the tested versions of constraints.txt
+	$(PY) -m pip install -q -c constraints.txt $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 demo: install

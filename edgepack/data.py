@@ -203,3 +203,58 @@ def _load_npy(p: Path, purpose: str) -> np.ndarray:
         return np.load(p, allow_pickle=False)
     except Exception as exc:
         raise DataError(f"{purpose} data {p} is not a readable .npy: {exc}", _FORMAT_HINT) from exc
+
+
+# ------------------------------------------------------------------ data given in memory
+
+
+def memory_arrays(value: object, purpose: str) -> dict[str, np.ndarray] | None:
+    """Data passed to the Python API in memory, as the arrays of an .npz; None for a path.
+
+    Accepted: an array (the samples of a single-input model), a dict of arrays (the .npz
+    convention: input names or x / x0, x1, ...; labels under y), or an ``(x, y)`` tuple
+    (x an array, or a tuple/list of arrays for several inputs; y the integer labels).
+    The arrays are then checked by :func:`load_dataset` like a file's.
+    """
+    if value is None or isinstance(value, (str, Path)):
+        return None
+    bad = DataError(
+        f"{purpose} data is a {type(value).__name__}: pass a numpy array, a dict of arrays, "
+        "an (x, y) tuple, or a path",
+        "e.g. calibration=x (samples stacked on axis 0), eval=(x, y), or 'calib.npz'",
+    )
+    if isinstance(value, np.ndarray):
+        return {"x": value}
+    if isinstance(value, dict):
+        if not value or not all(isinstance(k, str) for k in value):
+            raise bad
+        arrays = {k: np.asarray(v) for k, v in value.items()}
+    elif isinstance(value, tuple) and len(value) == 2:
+        x, y = value
+        xs = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+        if len(xs) == 1:
+            arrays = {"x": np.asarray(xs[0])}
+        else:
+            arrays = {f"x{i}": np.asarray(a) for i, a in enumerate(xs)}
+        arrays["y"] = np.asarray(y)
+    else:
+        raise bad
+    if any(a.dtype == object for a in arrays.values()):
+        raise DataError(
+            f"{purpose} data holds Python objects, not numbers",
+            "pass numeric numpy arrays (np.stack your samples)",
+        )
+    return arrays
+
+
+def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over named arrays (name, dtype, shape, bytes; sorted by name): the identity of
+    data given in memory, recorded in the manifest as a file's sha256 would be."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()

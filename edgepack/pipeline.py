@@ -87,6 +87,10 @@ class BuildPlan:
     cache: bool = True
     # Set by the build: the mode of the profile's preference list being tried (:attr:`modes`).
     attempt: QuantMode | None = None
+    # The Python API: an in-memory model (edgepack.api.MemoryModel; ``source`` is then its
+    # "memory:..." label) and data given as arrays, recorded as (purpose, sha256) pairs.
+    memory_model: Any = None
+    memory_data: tuple[tuple[str, str], ...] = ()
 
     # ---- resolved values -------------------------------------------------------------
     @property
@@ -173,6 +177,8 @@ def check_plan(plan: BuildPlan) -> list[str]:
             problems.append("--max-accuracy-drop must be >= 0 (points of top-1)")
         if plan.eval is None:
             problems.append("--max-accuracy-drop needs --eval data with labels")
+    if plan.memory_model is not None and plan.weights is not None:
+        problems.append("--weights cannot be used with an in-memory model (it holds its weights)")
     problems += _check_accuracy_options(plan)
     problems += _check_compression_options(plan)
     if plan.name is not None:
@@ -369,14 +375,19 @@ def prepare(
     All ``plans`` share the model source (weights, input shapes). The export is written into
     ``ctx.workdir``; it lives as long as that folder.
     """
-    from edgepack.source import load_source
+    from edgepack.source import load_module, load_source
     from edgepack.stages import export
 
     first = plans[0]
     cache = _cache(first)  # a bad cache setting fails before the load
     ctx.progress("load: model source")
     with ctx.timed() as elapsed:
-        model = load_source(first.source, first.weights, first.input_shapes)
+        if first.memory_model is not None:
+            model = load_module(
+                first.memory_model.module, first.memory_model.example_inputs, first.input_shapes
+            )
+        else:
+            model = load_source(first.source, first.weights, first.input_shapes)
     if first.source_label is not None:
         model.source["spec"] = first.source_label
     data = [_load_data(p, model) for p in plans]  # cheap checks before the export
@@ -385,6 +396,11 @@ def prepare(
         params={
             "source": first.source_label or first.source,
             "inputs": [s.to_dict() for s in model.inputs],
+            **(
+                {"data": {p: {"from": "memory", "sha256": h} for p, h in first.memory_data}}
+                if first.memory_data
+                else {}
+            ),
         },
         seconds=elapsed(),
     )

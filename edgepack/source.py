@@ -473,3 +473,99 @@ def _load_exported(path: Path, weights: Path | None, input_shapes: Sequence[str]
         "inputs": [s.to_dict() for s in specs],
     }
     return TorchModel(module, example, specs, source, exported=ep, name=default_name(str(path)))
+
+
+MEMORY_PREFIX = "memory:"
+
+
+def memory_spec(module: Any) -> str:
+    """The source string of an in-memory module: ``memory:<module>.<Class>`` (a label for the
+    plan and the manifest; it is never imported)."""
+    cls = type(module)
+    return f"{MEMORY_PREFIX}{cls.__module__}.{cls.__qualname__}"
+
+
+def _as_tensors(example: Any) -> tuple[Any, ...]:
+    """Example inputs given in memory (a tensor, an array, or a tuple/list of them)."""
+    import numpy as np
+    import torch
+
+    items = tuple(example) if isinstance(example, (tuple, list)) else (example,)
+    out = []
+    for i, t in enumerate(items):
+        if isinstance(t, np.ndarray):
+            t = torch.from_numpy(np.ascontiguousarray(t))
+        if not isinstance(t, torch.Tensor):
+            raise UsageError(
+                f"example_inputs[{i}] is a {type(t).__name__}, not a tensor or numpy array",
+                "pass example_inputs=torch.zeros(1, 3, 224, 224) or a tuple of tensors/arrays",
+            )
+        out.append(t)
+    if not out:
+        raise UsageError("example_inputs is empty", "pass at least one example input")
+    return tuple(out)
+
+
+def state_sha256(module: Any) -> str:
+    """sha256 over a module's state_dict (names, dtypes, shapes, bytes): what the weights of an
+    in-memory model were, so a build from memory is recorded as reproducibly as a file."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        a = t.detach().cpu().contiguous()
+        h.update(f"{name}|{a.dtype}|{tuple(a.shape)}|".encode())
+        h.update(a.view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def load_module(
+    module: Any, example_inputs: Any = None, input_shapes: Sequence[str] = ()
+) -> TorchModel:
+    """An in-memory ``torch.nn.Module`` as a :class:`TorchModel`.
+
+    The module is deep-copied (the build puts it in eval mode and may prune it; the caller's
+    object is never mutated). Inputs come from ``example_inputs`` or ``input_shapes``.
+    """
+    import copy
+
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise UsageError(
+            f"model is a {type(module).__name__}, not a torch.nn.Module or a source string",
+            "pass an nn.Module, 'module.path:factory', 'path/to/model.py:factory' or a .pt2 path",
+        )
+    spec = memory_spec(module)
+    try:
+        module = copy.deepcopy(module)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"cannot copy the in-memory model {spec}: {_short_exc(exc)}",
+            "edgepack builds from a copy so your model is never changed; make it deep-copyable",
+        ) from exc
+    module.eval()
+    if input_shapes:
+        specs = _specs_from_shapes(module, input_shapes)
+        example = _example_tensors(specs)
+    elif example_inputs is not None:
+        example = _as_tensors(example_inputs)
+        names = _forward_names(module, len(example))
+        specs = tuple(
+            InputSpec(n, tuple(int(d) for d in t.shape), str(t.dtype).replace("torch.", ""))
+            for n, t in zip(names, example, strict=True)
+        )
+    else:
+        raise UsageError(
+            f"no input shape for {spec}",
+            "pass example_inputs=(torch.zeros(1, 3, 224, 224),) or input_shapes=['1x3x224x224']",
+        )
+    _check_runs(module, example, specs)
+    source = {
+        "kind": "memory",
+        "spec": spec,
+        "weights": None,
+        "weights_sha256": state_sha256(module),
+        "inputs": [s.to_dict() for s in specs],
+    }
+    return TorchModel(module, example, specs, source, name=_slug(type(module).__name__))

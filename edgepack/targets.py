@@ -231,3 +231,24 @@ def load_target(name_or_path: str) -> TargetProfile:
 
 def list_targets() -> list[TargetProfile]:
     return [load_target(n) for n in builtin_names()]
+
+
+def parse_enum(flag: str, value: Any, enum_name: str | type[Enum]) -> Any:
+    """The user's spelling -> enum (a name in this module: ``QuantMode``, ``IODtype``, ...,
+    or an Enum class); an unknown value lists the accepted ones. Shared by the CLI and the
+    Python API (which may also pass the enum member itself)."""
+    import difflib
+
+    from edgepack.errors import UsageError
+
+    if value is None:
+        return None
+    enum = globals()[enum_name] if isinstance(enum_name, str) else enum_name
+    if isinstance(value, enum):
+        return value
+    values = [e.value for e in enum]
+    if value in values:
+        return enum(value)
+    close = difflib.get_close_matches(str(value), values, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise UsageError(f"unknown {flag} '{value}'", f"{hint}accepted: {', '.join(values)}")

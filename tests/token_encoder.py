@@ -104,7 +104,7 @@ def build_args(files: dict[str, Path], out: Path, *extra: str) -> list[str]:
         *args,
         "--target",
         "host",
-        "-q",
+        "--quantization",
         "dynamic-range",
         "--calibration",
         str(files["calib"]),

@@ -30,6 +30,17 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Root options that come before the command (`edgepack --verbose build ...`).
+ROOT_FLAGS = ("--verbose",)
+HELP_FLAGS = ("-h", "--help")
+
+
+class State:
+    """Root options for the command that runs (set by the root callback on every run)."""
+
+    verbose = False
+
+
 def make_app(command: str | None = None) -> typer.Typer:
     """The CLI with every command, or only the module that defines ``command``.
 
@@ -45,13 +56,30 @@ def make_app(command: str | None = None) -> typer.Typer:
         pretty_exceptions_show_locals=False,  # SSH settings and paths must never leak
         add_completion=True,
         rich_markup_mode=None,  # plain help: importing rich would double start-up time
+        context_settings={"help_option_names": list(HELP_FLAGS)},  # inherited by commands
     )
 
     @app.callback()
-    def _root() -> None:
+    def _root(
+        version: bool = typer.Option(
+            False,
+            "--version",
+            is_eager=True,
+            expose_value=True,
+            callback=_print_version,
+            help="Print the version and exit.",
+        ),
+        verbose: bool = typer.Option(
+            False, "--verbose", help="After a build, print each stage's time to stderr."
+        ),
+    ) -> None:
         """Take a PyTorch model to an edge device: compress, convert, quantize, validate,
         package, benchmark."""
+        del version  # handled (and exited) by its callback
+        State.verbose = verbose
 
+    if command == "":  # --version
+        return app
     modules = [m for m, cmds in COMMANDS.items() if command in cmds] or list(COMMANDS)
     for name in modules:
         mod = __import__(f"edgepack.cli.{name}", fromlist=["register"])
@@ -59,8 +87,19 @@ def make_app(command: str | None = None) -> typer.Typer:
     return app
 
 
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    from edgepack import __version__
+
+    typer.echo(f"edgepack {__version__}")
+    raise typer.Exit(0)
+
+
 def _command_of(argv: list[str]) -> str | None:
     for arg in argv:
+        if arg in ROOT_FLAGS:
+            continue
         if not arg.startswith("-"):
             return arg
         return None  # a root option (--help, --install-completion): everything
@@ -110,9 +149,13 @@ def stop_signals_unwind() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `edgepack` console script. Returns the exit code."""
     args = sys.argv[1:] if argv is None else argv
+    command = _command_of(args)
+    if command is None and "--version" in args:
+        args = ["--version"]  # nothing else is parsed: no command needs registering
+        command = ""
     try:
         with stop_signals_unwind():
-            make_app(_command_of(args))(args=args, prog_name="edgepack")
+            make_app(command)(args=args, prog_name="edgepack")
     except Terminated as stop:
         name = signal.Signals(stop.signum).name
         typer.echo(f"edgepack: stopped by {name}; temporary files removed", err=True)

@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         output: Path = typer.Option(..., "-o", "--output", help="Output .pt2 file."),
         force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress lines."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
     ) -> None:
         """Prune (and distill) a PyTorch model; write a torch.export .pt2 and a JSON record."""
         from edgepack.compression import CompressPlan, check_output

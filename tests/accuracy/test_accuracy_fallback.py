@@ -45,7 +45,9 @@ def test_plain_full_int8_misses_a_half_point_gate(
 ) -> None:
     core = _core(plain_package)
     out = tmp_path / "pkg"
-    rc = main(digits_args(digits_files, out, "-q", "full-int8", "--max-accuracy-drop", "0.5"))
+    rc = main(
+        digits_args(digits_files, out, "--quantization", "full-int8", "--max-accuracy-drop", "0.5")
+    )
     err = capsys.readouterr().err
     assert rc == 3
     # The gate reports the same numbers as the ungated build of the same model.
@@ -172,7 +174,7 @@ def test_accelerator_target_keeps_float_ops_in_one_tail(digits_files, tmp_path, 
     [
         (("--auto-fallback", "--no-accuracy-gate"), "--auto-fallback needs a gate"),
         (
-            ("--auto-fallback", "-q", "dynamic-range", "--max-accuracy-drop", "1"),
+            ("--auto-fallback", "--quantization", "dynamic-range", "--max-accuracy-drop", "1"),
             "applies to full-int8",
         ),
         (("--min-fidelity", "1.5"), "--min-fidelity must be in (0, 1]"),

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 def test_full_int8_refuses_the_embedding(encoder_files, tmp_path, capsys) -> None:
     """An explicit --quantization means exactly that mode: no other mode of the list."""
     out = tmp_path / "pkg"
-    args = ("-q", "full-int8", "--eval", str(encoder_files["eval"]))
+    args = ("--quantization", "full-int8", "--eval", str(encoder_files["eval"]))
     rc = main(encoder_args(encoder_files, out, *args))
     err = capsys.readouterr().err
     assert rc == 2
@@ -80,7 +80,7 @@ def test_stock_rpi4_default_ships_dynamic_range_after_full_int8_is_refused(
 
 def test_dynamic_range_passes_the_fidelity_gate(encoder_files, tmp_path, capsys) -> None:
     out = tmp_path / "pkg"
-    args = ("-q", "dynamic-range", "--eval", str(encoder_files["eval_unlabelled"]))
+    args = ("--quantization", "dynamic-range", "--eval", str(encoder_files["eval_unlabelled"]))
     rc = main(encoder_args(encoder_files, out, *args, "--min-fidelity", "0.99"))
     assert rc == 0, capsys.readouterr().err
     m = json.loads((out / "manifest.json").read_text())

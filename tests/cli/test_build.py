@@ -70,7 +70,11 @@ def test_build_coral_integer_io_nhwc(cli, tmp_path: Path) -> None:  # type: igno
 
 
 def test_quantization_override_and_json(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    r = cli(*digits_build_args("rpi4", "-q", "dynamic-range", "-o", tmp_path / "d", "--json"))
+    r = cli(
+        *digits_build_args(
+            "rpi4", "--quantization", "dynamic-range", "-o", tmp_path / "d", "--json"
+        )
+    )
     assert r.code == 0, r.err
     m = json.loads(r.out)
     assert m["quantization"]["mode"] == "dynamic-range"
@@ -84,7 +88,9 @@ def test_accuracy_gate_failure_leaves_no_package(cli, tmp_path: Path) -> None:  
     np.savez(bad, x=np.load(DIGITS / "calib.npz")["x"][:50] * 0.2)
     out = tmp_path / "dist" / "digits-rpi4"
     # explicit mode: the profile's list would ship dynamic-range, which needs no calibration
-    args = digits_build_args("rpi4", "-q", "full-int8", "--max-accuracy-drop", "1.0", "-o", out)
+    args = digits_build_args(
+        "rpi4", "--quantization", "full-int8", "--max-accuracy-drop", "1.0", "-o", out
+    )
     args[args.index("--calibration") + 1] = bad
     r = cli(*args)
     assert r.code == 3
@@ -228,7 +234,7 @@ def test_error_options_reported_together(cli, tmp_path: Path) -> None:  # type: 
         "1x1x32x32",
         "--target",
         "host",
-        "-q",
+        "--quantization",
         "dynamic-range",
         "--io-dtype",
         "uint8",
@@ -242,7 +248,7 @@ def test_error_options_reported_together(cli, tmp_path: Path) -> None:  # type: 
 
 
 def test_error_unknown_quantization_suggests(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    err = _err(cli, *digits_build_args("rpi4", "-q", "full-int", "-o", tmp_path / "p"))
+    err = _err(cli, *digits_build_args("rpi4", "--quantization", "full-int", "-o", tmp_path / "p"))
     assert "unknown --quantization 'full-int'" in err and "did you mean 'full-int8'?" in err
 
 

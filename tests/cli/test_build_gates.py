@@ -92,7 +92,9 @@ def test_unlabelled_eval_data_gets_the_default_fidelity_gate(cli, tmp_path: Path
     cos = m["metrics"]["fidelity"]["cosine"]
     if cos < 1.0:
         # (host's list would go on to float32: the mode is explicit here)
-        r = cli(*args[:-1], tmp_path / "q", "--min-fidelity", "1.0", "-q", "dynamic-range")
+        r = cli(
+            *args[:-1], tmp_path / "q", "--min-fidelity", "1.0", "--quantization", "dynamic-range"
+        )
         assert r.code == 3 and f"output cosine vs the float model {cos:.4f} < 1.0" in r.err
         assert not (tmp_path / "q").exists()
 

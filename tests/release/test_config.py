@@ -55,7 +55,7 @@ def test_command_line_flags_override_the_file(project: Path) -> None:
             "build",
             "--dry-run",
             "--json",
-            "-q",
+            "--quantization",
             "float16",
             "--target",
             "rpi4",
