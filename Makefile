@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, from TORCH_INDEX; then edgepack: the tested versions of constraints.txt
-	$(PY) -m pip install -q -c constraints.txt $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) torch
+	$(PY) -m pip install -q -c constraints.txt $(if $(TORCH_INDEX),--retries 2 --extra-index-url $(TORCH_INDEX)) torch
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
