@@ -102,7 +102,9 @@ def storage_error(exc: BaseException, access: bool = True) -> StorageError | Non
     """The :class:`StorageError` for an OSError caused by the disk (or, with ``access``,
     by folder permissions) in ``exc`` or the exceptions it was raised from, else None."""
     seen: BaseException | None = exc
-    while seen is not None:
+    visited: set[int] = set()  # a re-raised error can make the chain a cycle
+    while seen is not None and id(seen) not in visited:
+        visited.add(id(seen))
         if isinstance(seen, OSError):
             # a copy names its destination (the file being written) in filename2
             name = seen.filename2 or seen.filename
