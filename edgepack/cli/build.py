@@ -42,7 +42,16 @@ PANELS: dict[str, tuple[str, ...]] = {
         "temperature",
         "alpha",
     ),
-    "Output": ("output", "output_dir", "force", "jobs", "dry_run", "json_", "quiet"),
+    "Output": (
+        "output",
+        "output_dir",
+        "force",
+        "jobs",
+        "no_cache",
+        "dry_run",
+        "json_",
+        "quiet",
+    ),
 }
 EPILOG = (
     "Example: edgepack build examples/digits/model.py:build_model --weights "

@@ -27,7 +27,7 @@ import numpy as np
 
 from edgepack._quiet import quiet_native
 from edgepack.data import Dataset
-from edgepack.errors import QuantizationError
+from edgepack.errors import DataError, QuantizationError
 from edgepack.stages.base import StageContext, TFLiteArtifact
 from edgepack.targets import Int8Engine, IODtype, QuantMode
 from edgepack.tflite import ModelInfo, read_model, read_model_bytes
@@ -179,7 +179,8 @@ def check_route(info: ModelInfo, mode: QuantMode, io_dtype: IODtype) -> None:
 
 
 def check_ranges(info: ModelInfo) -> None:
-    """Degenerate scales come from the data: no other route helps."""
+    """Degenerate scales come from the data: no other route (and no other mode of the
+    profile's list) is tried, the data is refused."""
     degenerate = [
         f"{t.name[-40:]} (scale {min(t.quantization.scales):.3g})"
         for t in info.tensors
@@ -187,7 +188,7 @@ def check_ranges(info: ModelInfo) -> None:
         and not all(np.isfinite(s) and s > 1e-30 for s in t.quantization.scales)
     ]
     if degenerate:
-        raise QuantizationError(
+        raise DataError(
             f"calibration produced degenerate quantization ranges for {len(degenerate)} "
             f"tensor(s), e.g. {degenerate[0]}: the calibration data is probably blank or constant",
             "pass --calibration samples that look like the real inputs (a few hundred)",

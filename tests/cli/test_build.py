@@ -269,8 +269,10 @@ def test_error_blank_calibration_data(cli, tmp_path: Path) -> None:  # type: ign
     np.savez(blank, x=np.zeros((20, 1, 32, 32), np.float32))
     args = digits_build_args("rpi4", "-o", tmp_path / "p")
     args[args.index("--calibration") + 1] = blank
-    err = _err(cli, *args)
+    err = _err(cli, *args)  # exit 2, no package, and no quiet switch to another mode
     assert "degenerate quantization ranges" in err and "blank or constant" in err
+    assert "dynamic-range" not in err
+    assert not (tmp_path / "p").exists()
 
 
 def test_build_with_pruning_and_distillation(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

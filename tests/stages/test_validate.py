@@ -83,4 +83,4 @@ def test_token_fidelity_excludes_padding(encoder_package) -> None:  # type: igno
     assert fid["positions"] == (
         f"{int(mask.sum())} of {mask.size} token positions (attention_mask == 1; padding excluded)"
     )
-    assert fid["data"] == "eval" and m["metrics"]["data"] == "eval, unlabelled"
+    assert fid["data"] == "eval" and m["metrics"]["data"] == "unlabelled"
