@@ -102,6 +102,7 @@ class BuildSection(_Strict):
     jobs: int | None = Field(default=None, ge=1, le=64)
     seed: int = 0
     latency_runs: int = Field(default=50, ge=0)
+    latency_budget_s: float = Field(default=2.0, gt=0)
 
 
 class ReleaseConfig(_Strict):
@@ -244,6 +245,7 @@ class Overrides:
     force: bool = False
     jobs: int | None = None
     latency_runs: int | None = None
+    latency_budget_s: float | None = None
     # compression (CLI values win over [compression] in the file)
     prune: str | None = None
     prune_scope: str | None = None
@@ -538,6 +540,9 @@ def resolve(
             name=name,
             seed=build.seed,
             latency_runs=over.latency_runs if over.latency_runs is not None else build.latency_runs,
+            latency_budget_s=over.latency_budget_s
+            if over.latency_budget_s is not None
+            else build.latency_budget_s,
             source_label=label,
             **extra,
         )
@@ -663,7 +668,8 @@ def render_template(
         'output_dir = "dist"',
         "# jobs = 2                    # targets built in parallel (default min(2, targets))",
         "seed = 0",
-        "latency_runs = 50             # host latency runs per build (0 to skip)",
+        "latency_runs = 50             # host latency: at most these runs per model (0 to skip)",
+        "latency_budget_s = 2.0        # ... and about this many seconds per model",
         "",
         "# Release gates for every target (a [targets.gates] table overrides them). A failed",
         "# gate makes `edgepack build` exit 3. max_accuracy_drop is in top-1 points and stops",
