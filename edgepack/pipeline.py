@@ -59,7 +59,8 @@ class BuildPlan:
     force: bool = False
     name: str | None = None
     seed: int = 0
-    latency_runs: int = 50
+    latency_runs: int = 50  # host latency: at most this many invokes per model (0: skipped)
+    latency_budget_s: float | None = 2.0  # ... and at most about this long per model
     min_fidelity: float | None = None  # output cosine vs the float model, gated
     auto_fallback: bool = False  # full-int8 missing the gate: keep sensitive ops out of int8
     fallback_budget: int | None = None  # max ops kept out of int8 (None: half the ops)
@@ -510,6 +511,7 @@ def build_from_model(
         "max_accuracy_drop": plan.max_accuracy_drop,
         "budgets": plan.budgets,
         "latency_runs": plan.latency_runs,
+        "latency_budget_s": plan.latency_budget_s,
         "min_fidelity": plan.min_fidelity,
     }
     built, report, fallback, plan, attempts = _choose_mode(
@@ -1015,14 +1017,14 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
             mm = stage["metrics"]
             rows.append((stage["name"], _stage_line(stage["name"], stage["params"], mm)))
     lat = manifest["build"].get("host_latency") if timing else None
-    if lat:
-        kinds = [k for k in lat if k not in ("float32", "threads")]
+    if lat and lat.get("measured", True):
+        kinds = [k for k, v in lat.items() if k != "float32" and isinstance(v, dict)]
         built = lat[kinds[0]] if kinds else lat["float32"]
         rows.append(
             (
                 "host latency (1 thread)",
                 f"{built['median_ms']:.3f} ms median "
-                f"(float32 {lat['float32']['median_ms']:.3f} ms)",
+                f"(float32 {lat['float32']['median_ms']:.3f} ms; {built['runs']} runs)",
             )
         )
     for g in m.get("gates", []):

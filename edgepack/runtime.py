@@ -148,17 +148,30 @@ class Runner:
                 results[k].append(o)
         return [np.concatenate(r, axis=0) for r in results]
 
-    def latency_ms(self, warmup: int = 5, runs: int = 50) -> dict[str, float]:
+    def latency_ms(
+        self, warmup: int = 5, runs: int = 50, budget_s: float | None = None, min_runs: int = 3
+    ) -> dict[str, float]:
+        """Time ``runs`` invokes after ``warmup``. With ``budget_s``, stop once the warmup and
+        the timed runs have taken that long and at least ``min_runs`` were timed (one warmup
+        at least), so a large model costs about ``budget_s``, not ``runs`` invokes."""
         for detail in self.inputs:
             shape = tuple(int(d) for d in detail["shape"])
             self.interp.set_tensor(detail["index"], np.zeros(shape, dtype=detail["dtype"]))
-        for _ in range(warmup):
+        start = time.perf_counter()
+
+        def spent(share: float = 1.0) -> bool:
+            return budget_s is not None and time.perf_counter() - start >= share * budget_s
+
+        for k in range(warmup):
+            if k > 0 and spent(0.25):  # warmup takes a quarter of the budget at most
+                break
             self.interp.invoke()
-        times = []
-        for _ in range(runs):
+        times: list[float] = []
+        while len(times) < runs and not (len(times) >= min(min_runs, runs) and spent()):
             t0 = time.perf_counter()
             self.interp.invoke()
             times.append((time.perf_counter() - t0) * 1e3)
+        runs = len(times)
         times.sort()
         return {
             "median_ms": round(percentile(times, 50), 4),

@@ -7,8 +7,10 @@ and the op list is the real one (no delegate has rewritten it).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,6 +236,26 @@ def _int_data(model: Any, buffer_index: int, dtype: str, nbytes: int) -> tuple[i
     return tuple(int(v) for v in arr)
 
 
+def _vector(arr: Any) -> list[Any]:
+    """A flatbuffer vector read as numpy (``...AsNumpy()``) as Python values; the generated
+    accessor returns 0 for an absent vector."""
+    return [] if isinstance(arr, int) else arr.tolist()
+
+
+# Parses of the latest models, keyed by content (sha256): every stage of a build reads the
+# same built model (quantize check, validate, pre-flight, manifest); it is parsed once. A
+# changed file has another hash, so a stale parse is never served.
+_MEMO: OrderedDict[str, ModelInfo] = OrderedDict()
+_MEMO_SIZE = 8
+_MEMO_LOCK = threading.Lock()
+_PARSES = [0]
+
+
+def parse_count() -> int:
+    """Full parses done by this process (the memo's hits are not counted)."""
+    return _PARSES[0]
+
+
 def read_model(path: str | Path) -> ModelInfo:
     """Parse a .tflite file. Raises TFLiteReadError with a hint if it is not one."""
     p = Path(path)
@@ -246,6 +268,24 @@ def read_model(path: str | Path) -> ModelInfo:
 
 
 def read_model_bytes(data: bytes, path: str = "<bytes>") -> ModelInfo:
+    """Parse a TFLite flatbuffer; the same bytes parsed before give the memoized parse (with
+    ``path`` set to this caller's). Raises TFLiteReadError with a hint if it is not one."""
+    digest = hashlib.sha256(data).hexdigest()
+    with _MEMO_LOCK:
+        info = _MEMO.get(digest)
+        if info is not None:
+            _MEMO.move_to_end(digest)
+    if info is None:
+        info = _parse(data, path, digest)
+        with _MEMO_LOCK:
+            _MEMO[digest] = info
+            while len(_MEMO) > _MEMO_SIZE:
+                _MEMO.popitem(last=False)
+    return info if info.path == path else dataclasses.replace(info, path=path)
+
+
+def _parse(data: bytes, path: str, digest: str) -> ModelInfo:
+    _PARSES[0] += 1
     from ai_edge_litert import schema_py_generated as schema
 
     if len(data) < 8 or data[4:8] != b"TFL3":
@@ -287,17 +327,19 @@ def read_model_bytes(data: bytes, path: str = "<bytes>") -> ModelInfo:
             t = g.Tensors(i)
             q = t.Quantization()
             quant = Quantization()
-            if q is not None and q.ScaleLength() > 0:
+            if q is not None and length(q.ScaleLength(), "scale") > 0:
+                # One numpy view per vector (tolist gives the same Python floats / ints as
+                # the per-element accessors): per-channel int8 models hold thousands each.
+                length(q.ZeroPointLength(), "zero point")
                 quant = Quantization(
-                    scales=tuple(float(q.Scale(j)) for j in range(q.ScaleLength())),
-                    zero_points=tuple(int(q.ZeroPoint(j)) for j in range(q.ZeroPointLength())),
+                    scales=tuple(_vector(q.ScaleAsNumpy())),
+                    zero_points=tuple(_vector(q.ZeroPointAsNumpy())),
                     quantized_dimension=int(q.QuantizedDimension()),
                 )
-            shape = tuple(int(t.Shape(j)) for j in range(length(t.ShapeLength(), "dimension")))
-            sig = tuple(
-                int(t.ShapeSignature(j))
-                for j in range(length(t.ShapeSignatureLength(), "dimension"))
-            )
+            length(t.ShapeLength(), "dimension")
+            length(t.ShapeSignatureLength(), "dimension")
+            shape = tuple(_vector(t.ShapeAsNumpy()))
+            sig = tuple(_vector(t.ShapeSignatureAsNumpy()))
             bidx = t.Buffer()
             dtype = type_names.get(t.Type(), str(t.Type()))
             nbytes = buffers_size[bidx] if 0 < bidx < len(buffers_size) else 0
@@ -344,7 +386,7 @@ def read_model_bytes(data: bytes, path: str = "<bytes>") -> ModelInfo:
         return ModelInfo(
             path=path,
             size_bytes=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
+            sha256=digest,
             tensors=tuple(tensors),
             operators=tuple(ops),
             inputs=tuple(

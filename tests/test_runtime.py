@@ -1,4 +1,4 @@
-"""edgepack.runtime: the one latency percentile definition, the real XNNPACK delegation."""
+"""edgepack.runtime: the one latency percentile definition, host latency bounded by time."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepack.runtime import percentile
+from edgepack.runtime import Runner, percentile
 
 HARNESS_DIR = Path(__file__).resolve().parent.parent / "devices"
+TINY_INT8 = Path(__file__).parent / "fixtures" / "tiny_int8.tflite"
 
 
 def harness():  # type: ignore[no-untyped-def]
@@ -35,3 +36,18 @@ def test_build_and_bench_percentiles_are_one_definition(n: int) -> None:
 def test_p90_of_ten_values_is_interpolated_not_nearest_rank() -> None:
     # nearest-rank (the former host definition) gave values[int(0.9 * 9)] = 8.0
     assert percentile([float(v) for v in range(10)], 90) == pytest.approx(8.1)
+
+
+def test_latency_without_budget_times_every_run() -> None:
+    lat = Runner(TINY_INT8).latency_ms(warmup=1, runs=7)
+    assert lat["runs"] == 7
+    assert 0 < lat["min_ms"] <= lat["median_ms"] <= lat["p90_ms"]
+
+
+@pytest.mark.parametrize(("runs", "timed"), [(1000, 3), (2, 2)])
+def test_latency_budget_bounds_the_runs(runs: int, timed: int) -> None:
+    # A spent budget stops at the minimum of 3 timed runs (fewer if fewer were asked for):
+    # whatever the machine's speed, the count is known.
+    lat = Runner(TINY_INT8).latency_ms(runs=runs, budget_s=0.0)
+    assert lat["runs"] == timed
+    assert 0 < lat["min_ms"] <= lat["median_ms"]

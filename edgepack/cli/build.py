@@ -31,6 +31,8 @@ PANELS: dict[str, tuple[str, ...]] = {
         "allow_cpu_fallback",
         "require_edgetpu_compiler",
         "latency_runs",
+        "latency_budget",
+        "no_host_latency",
     ),
     "Compression": (
         "prune",
@@ -204,7 +206,18 @@ def register(app: typer.Typer) -> None:
             False, "--no-cache", help="Export and convert again; do not use or fill the cache."
         ),
         latency_runs: int | None = typer.Option(
-            None, "--latency-runs", help="Host latency runs (0 to skip; default 50)."
+            None,
+            "--latency-runs",
+            help="Host latency: at most this many invokes per model (0 to skip; default 50).",
+        ),
+        latency_budget: float | None = typer.Option(
+            None,
+            "--latency-budget",
+            help="Host latency: stop after about this many seconds per model, 3 runs at "
+            "least (default 2).",
+        ),
+        no_host_latency: bool = typer.Option(
+            False, "--no-host-latency", help="Do not measure host latency (recorded)."
         ),
         jobs: int | None = typer.Option(
             None, "--jobs", "-j", min=1, help="Targets built in parallel (default min(2, n))."
@@ -283,7 +296,8 @@ def register(app: typer.Typer) -> None:
             force=force,
             no_cache=no_cache,
             jobs=jobs,
-            latency_runs=latency_runs,
+            latency_runs=_latency_runs(latency_runs, no_host_latency),
+            latency_budget_s=_latency_budget(latency_budget),
             prune=prune,
             prune_scope=prune_scope,
             round_to=round_to,
@@ -338,6 +352,28 @@ def echo_timings(target: str, manifest: dict[str, Any]) -> None:
     typer.echo(f"timings {target}: {parts} (total {total:.2f} s)", err=True)
 
 
+def _latency_runs(runs: int | None, off: bool) -> int | None:
+    if off and runs:
+        from edgepack.errors import UsageError
+
+        raise UsageError(
+            f"--no-host-latency and --latency-runs {runs} contradict each other",
+            "pass one of them (--latency-runs 0 also skips host latency)",
+        )
+    return 0 if off else runs
+
+
+def _latency_budget(seconds: float | None) -> float | None:
+    if seconds is not None and not seconds > 0:
+        from edgepack.errors import UsageError
+
+        raise UsageError(
+            f"--latency-budget must be > 0 seconds (got {seconds})",
+            "e.g. --latency-budget 2; --no-host-latency skips host latency",
+        )
+    return seconds
+
+
 def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
     """One target from the command line: the classic in-process build."""
     from edgepack.accuracy.fallback import FallbackPrecision
@@ -371,6 +407,7 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
         name=over.name,
         latency_runs=50 if over.latency_runs is None else over.latency_runs,
         cache=not over.no_cache,
+        latency_budget_s=2.0 if over.latency_budget_s is None else over.latency_budget_s,
         **compression_fields(over, None, None),
     )
     with build_progress([target], enabled=not (quiet or json_)) as report:

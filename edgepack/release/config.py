@@ -103,6 +103,7 @@ class BuildSection(_Strict):
     seed: int = 0
     latency_runs: int = Field(default=50, ge=0)
     cache: bool = True  # the export/conversion cache (edgepack.cache); false: always rebuild
+    latency_budget_s: float = Field(default=2.0, gt=0)
 
 
 class ReleaseConfig(_Strict):
@@ -246,6 +247,7 @@ class Overrides:
     no_cache: bool = False
     jobs: int | None = None
     latency_runs: int | None = None
+    latency_budget_s: float | None = None
     # compression (CLI values win over [compression] in the file)
     prune: str | None = None
     prune_scope: str | None = None
@@ -541,6 +543,9 @@ def resolve(
             seed=build.seed,
             latency_runs=over.latency_runs if over.latency_runs is not None else build.latency_runs,
             cache=build.cache and not over.no_cache,
+            latency_budget_s=over.latency_budget_s
+            if over.latency_budget_s is not None
+            else build.latency_budget_s,
             source_label=label,
             **extra,
         )
@@ -668,6 +673,8 @@ def render_template(
         "seed = 0",
         "latency_runs = 50             # host latency runs per build (0 to skip)",
         "# cache = false               # always export and convert again (like --no-cache)",
+        "latency_runs = 50             # host latency: at most these runs per model (0 to skip)",
+        "latency_budget_s = 2.0        # ... and about this many seconds per model",
         "",
         "# Release gates for every target (a [targets.gates] table overrides them). A failed",
         "# gate makes `edgepack build` exit 3. max_accuracy_drop is in top-1 points and stops",

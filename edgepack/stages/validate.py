@@ -5,7 +5,8 @@
 - accuracy with labelled eval data: top-1 of PyTorch float vs the quantized model, and the
   drop in points, gated by ``max_accuracy_drop``;
 - fidelity of the quantized outputs against PyTorch (cosine, SNR, max abs error);
-- size against the profile's budget; host latency of the float and the built model.
+- size against the profile's budget; host latency of the float and the built model (at
+  most ``latency_runs`` invokes each, stopped after ``latency_budget_s`` seconds).
 Everything deterministic goes into ``metrics``; latency goes into ``timing`` (build field).
 """
 
@@ -138,6 +139,7 @@ def run(
     max_accuracy_drop: float | None = None,
     budgets: Budgets | None = None,
     latency_runs: int = 50,
+    latency_budget_s: float | None = None,
     min_fidelity: float | None = None,
     raise_on_fail: bool = True,
     data_kind: str = "eval",
@@ -208,10 +210,14 @@ def run(
             rep.gate("max_ram_mb", budgets.max_ram_mb, est, est <= budgets.max_ram_mb)
         if latency_runs > 0:
             rep.timing["host_latency"] = {
-                "float32": float_runner.latency_ms(runs=latency_runs),
-                built.kind: built_runner.latency_ms(runs=latency_runs),
+                "float32": float_runner.latency_ms(runs=latency_runs, budget_s=latency_budget_s),
+                built.kind: built_runner.latency_ms(runs=latency_runs, budget_s=latency_budget_s),
                 "threads": 1,
+                "max_runs": latency_runs,
+                "budget_s": latency_budget_s,
             }
+        else:
+            rep.timing["host_latency"] = {"measured": False, "reason": "turned off"}
     rep.metrics["gates"] = rep.gates
     ctx.record(
         NAME,

@@ -441,3 +441,20 @@ except StorageError as err:
     assert msg.startswith(f"cannot write {tmp_path / 'dist'}/.pkg.tmp-"), msg
     assert msg.endswith("/model.tflite: file too large (a file size limit, ulimit -f)"), msg
     assert list((tmp_path / "dist").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--no-host-latency", "--latency-runs", "5"],
+            "--no-host-latency and --latency-runs 5 contradict each other",
+        ),
+        (["--latency-budget", "0"], "--latency-budget must be > 0 seconds (got 0.0)"),
+        (["--latency-budget", "-1"], "--latency-budget must be > 0 seconds (got -1.0)"),
+    ],
+)
+def test_host_latency_options(
+    cli: Callable[..., CliResult], flags: list[str], message: str
+) -> None:
+    _clean(cli(*DIGITS_BUILD[:-2], *flags), 2, message)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgepack.manifest import REQUIRED_KEYS, sha256_file
-from tests.conftest import DIGITS, digits_build_args
+from tests.conftest import DIGITS, REPO, digits_build_args
 
 pytestmark = pytest.mark.slow
 
@@ -517,3 +517,50 @@ def test_manifest_records_the_calibration_samples_used(cli, tmp_path: Path) -> N
     assert m["metrics"]["data"] == "calibration"
     assert m["metrics"]["accuracy"]["measured"] is False
     assert m["metrics"]["samples"] == 16
+
+
+TINY_BUILD = [
+    "build",
+    REPO / "tests" / "fixtures" / "tiny_model.py:build_model",
+    "--input-shape",
+    "1x1x8x8",
+    "--target",
+    "rpi4",
+    "--quantization",
+    "dynamic-range",
+]
+
+
+def test_build_parses_each_model_once_and_bounds_host_latency(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgepack import tflite
+
+    parsed: list[str] = []
+    real = tflite._parse
+
+    def counting(data: bytes, path: str, digest: str) -> tflite.ModelInfo:
+        parsed.append(digest)
+        return real(data, path, digest)
+
+    monkeypatch.setattr(tflite, "_parse", counting)
+    tflite._MEMO.clear()
+    out = tmp_path / "a"
+    r = cli(*TINY_BUILD, "--latency-runs", "7", "--latency-budget", "30", "-o", out)
+    assert r.code == 0, r.err
+    m = json.loads((out / "manifest.json").read_text())
+    # quantize check, validate, pre-flight and manifest read the built model: one parse
+    assert m["model"]["sha256"] in parsed
+    assert sorted(parsed) == sorted(set(parsed))
+    lat = m["build"]["host_latency"]
+    assert (lat["max_runs"], lat["budget_s"]) == (7, 30.0)
+    for kind in ("float32", "dynamic-range"):
+        assert 3 <= lat[kind]["runs"] <= 7 and lat[kind]["median_ms"] > 0
+    assert "host latency" in r.out
+
+    off = tmp_path / "b"
+    r = cli(*TINY_BUILD, "--no-host-latency", "-o", off)
+    assert r.code == 0, r.err
+    m = json.loads((off / "manifest.json").read_text())
+    assert m["build"]["host_latency"] == {"measured": False, "reason": "turned off"}
+    assert "host latency" not in r.out

@@ -372,3 +372,18 @@ def test_a_profile_latency_budget_becomes_the_latency_gate(project: Path) -> Non
     gates = {t["id"]: t["gates"] for t in json.loads(out)["targets"]}
     assert gates["tiny"]["max_latency_ms"] == 7 and gates["rpi4"]["max_latency_ms"] == 1000
     assert "max_latency_ms" not in gates["host"]
+
+
+def test_host_latency_bounds_from_the_file_and_the_command_line(project: Path) -> None:
+    cfg = CONFIG.replace("latency_runs = 20", "latency_runs = 20\nlatency_budget_s = 0.5")
+    plan = resolve(parse_config(cfg, "edgepack.toml"), project / "edgepack.toml", Overrides())
+    assert {(j.plan.latency_runs, j.plan.latency_budget_s) for j in plan.targets} == {(20, 0.5)}
+    over = Overrides(latency_runs=0, latency_budget_s=3.0)  # --no-host-latency, --latency-budget
+    plan = resolve(parse_config(cfg, "edgepack.toml"), project / "edgepack.toml", over)
+    assert {(j.plan.latency_runs, j.plan.latency_budget_s) for j in plan.targets} == {(0, 3.0)}
+    plan = resolve(parse_config(CONFIG, "edgepack.toml"), project / "edgepack.toml", Overrides())
+    assert {j.plan.latency_budget_s for j in plan.targets} == {2.0}  # the default
+    bad = CONFIG.replace("latency_runs = 20", "latency_budget_s = 0")
+    with pytest.raises(UsageError) as e:
+        parse_config(bad, "edgepack.toml")
+    assert "latency_budget_s" in e.value.message
