@@ -671,7 +671,6 @@ def render_template(
         'output_dir = "dist"',
         "# jobs = 2                    # targets built in parallel (default min(2, targets))",
         "seed = 0",
-        "latency_runs = 50             # host latency runs per build (0 to skip)",
         "# cache = false               # always export and convert again (like --no-cache)",
         "latency_runs = 50             # host latency: at most these runs per model (0 to skip)",
         "latency_budget_s = 2.0        # ... and about this many seconds per model",
