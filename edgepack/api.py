@@ -97,7 +97,7 @@ class Package:
         SSH device with ``host`` (``user@host[:port]`` or a ~/.ssh/config alias). Returns the
         result document (saved under <package>/bench unless ``save`` is False)."""
         from edgepack.bench import plan
-        from edgepack.bench.results import load_subject, make_result, save_result
+        from edgepack.bench.results import load_subject, save_result
         from edgepack.targets import Transport
 
         subject = load_subject(self.path)
@@ -123,18 +123,7 @@ class Package:
             remote_python=remote_python,
         )
         kind = Transport.SSH if host else Transport.LOCAL
-        transport = plan.make_transport(
-            kind, profile, conn, plan.device_python(subject, profile, conn)
-        )
-        harness = transport.run(subject.model_path, options)
-        result = make_result(
-            subject,
-            profile.name,
-            transport.kind,
-            transport.device_identity(),
-            harness,
-            profile_sha256=subject.profile_sha256 or profile.sha256,
-        )
+        result = plan.run_once(subject, profile, options, conn, kind)
         if save:
             result["saved_to"] = str(save_result(result, subject.save_dir))
         return result

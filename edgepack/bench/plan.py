@@ -11,6 +11,7 @@ named (a bare model's ``--target``, or the built-in profile of the package's tar
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,33 @@ def make_transport(
     from edgepack.bench.local import LocalTransport
 
     return LocalTransport(python=sys.executable)
+
+
+def run_once(
+    subject: BenchSubject,
+    profile: TargetProfile,
+    options: BenchOptions,
+    conn: Connection,
+    kind: TransportKind,
+) -> dict[str, Any]:
+    """One benchmark on one device (`edgepack bench` and ``Package.bench``): the result
+    document, not saved. A package's samples of its build data are the default inputs (valid
+    token ids, say) unless the options name an input file; benchmark_model (adb) feeds its own."""
+    from edgepack.bench.results import make_result
+
+    samples = subject.default_inputs
+    if options.input_file is None and samples is not None and kind is not TransportKind.ADB:
+        options = dataclasses.replace(options, input_file=samples)
+    transport = make_transport(kind, profile, conn, device_python(subject, profile, conn))
+    harness = transport.run(subject.model_path, options)
+    return make_result(
+        subject,
+        profile.name,
+        transport.kind,
+        transport.device_identity(),
+        harness,
+        profile_sha256=subject.profile_sha256 or profile.sha256,
+    )
 
 
 def _adb(serial: str | None, benchmark_binary: str | None) -> Transport:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +78,6 @@ def register(app: typer.Typer) -> None:
             compare,
             load_baseline,
             load_subject,
-            make_result,
             parse_threshold,
             raise_on_regression,
             save_result,
@@ -124,21 +122,8 @@ def register(app: typer.Typer) -> None:
             return
         base = load_baseline(baseline) if baseline is not None else None
         kind = plan.transport_kind(profile, host, serial)
-        python = plan.device_python(subject, profile, conn)
-        samples = subject.default_inputs
-        if input_data is None and samples is not None and kind is not plan.TransportKind.ADB:
-            # valid inputs for integer inputs (token ids); benchmark_model (adb) feeds its own
-            options = dataclasses.replace(options, input_file=samples)
-        transport = plan.make_transport(kind, profile, conn, python)
-        harness = transport.run(subject.model_path, options)
-        result = make_result(
-            subject,
-            profile.name,
-            transport.kind,
-            transport.device_identity(),
-            harness,
-            profile_sha256=subject.profile_sha256 or profile.sha256,
-        )
+        result = plan.run_once(subject, profile, options, conn, kind)
+        harness = result["harness"]
         comparison = compare(base, harness, threshold) if base is not None else None
         if comparison is not None:
             result["comparison"] = comparison.to_dict()
