@@ -332,22 +332,14 @@ def load_source(
     if weights is not None:
         weights_sha = _load_weights(module, Path(weights))
     module.eval()
-    if input_shapes:
-        specs = _specs_from_shapes(module, input_shapes)
-        example = _example_tensors(specs)
-    elif example is not None:
-        names = _forward_names(module, len(example))
-        specs = tuple(
-            InputSpec(n, tuple(int(d) for d in t.shape), str(t.dtype).replace("torch.", ""))
-            for n, t in zip(names, example, strict=True)
-        )
-    else:
-        raise UsageError(
-            f"no input shape for {spec}",
-            "pass --input-shape (e.g. --input-shape 1x3x224x224), or have the factory return "
-            "(model, example_inputs)",
-        )
-    _check_runs(module, example, specs)
+    specs, example = _inputs(
+        module,
+        input_shapes,
+        example,
+        spec,
+        "pass --input-shape (e.g. --input-shape 1x3x224x224), or have the factory return "
+        "(model, example_inputs)",
+    )
     source = {
         "kind": "factory",
         "spec": spec,
@@ -402,6 +394,30 @@ def name_problem(name: str, flag: str = "--name") -> str | None:
         f"{flag} {shown!r} is not a package name: use 1-{MAX_NAME_LENGTH} characters "
         "a-z 0-9 . _ -, starting with a letter or digit (no path separators, no '..')"
     )
+
+
+def _inputs(
+    module: Any,
+    input_shapes: Sequence[str] | None,
+    example: tuple[Any, ...] | None,
+    spec: str,
+    hint: str,
+) -> tuple[tuple[InputSpec, ...], tuple[Any, ...]]:
+    """The input specs and example tensors of ``module``: from the shapes the user gave, else
+    from the example inputs (names from forward()'s signature); checked by one forward run."""
+    if input_shapes:
+        specs = _specs_from_shapes(module, input_shapes)
+        example = _example_tensors(specs)
+    elif example is not None:
+        names = _forward_names(module, len(example))
+        specs = tuple(
+            InputSpec(n, tuple(int(d) for d in t.shape), str(t.dtype).replace("torch.", ""))
+            for n, t in zip(names, example, strict=True)
+        )
+    else:
+        raise UsageError(f"no input shape for {spec}", hint)
+    _check_runs(module, example, specs)
+    return specs, example
 
 
 def _check_runs(module: Any, example: tuple[Any, ...], specs: Sequence[InputSpec]) -> None:
@@ -545,22 +561,13 @@ def load_module(
             "edgepack builds from a copy so your model is never changed; make it deep-copyable",
         ) from exc
     module.eval()
-    if input_shapes:
-        specs = _specs_from_shapes(module, input_shapes)
-        example = _example_tensors(specs)
-    elif example_inputs is not None:
-        example = _as_tensors(example_inputs)
-        names = _forward_names(module, len(example))
-        specs = tuple(
-            InputSpec(n, tuple(int(d) for d in t.shape), str(t.dtype).replace("torch.", ""))
-            for n, t in zip(names, example, strict=True)
-        )
-    else:
-        raise UsageError(
-            f"no input shape for {spec}",
-            "pass example_inputs=(torch.zeros(1, 3, 224, 224),) or input_shapes=['1x3x224x224']",
-        )
-    _check_runs(module, example, specs)
+    specs, example = _inputs(
+        module,
+        input_shapes,
+        None if example_inputs is None else _as_tensors(example_inputs),
+        spec,
+        "pass example_inputs=(torch.zeros(1, 3, 224, 224),) or input_shapes=['1x3x224x224']",
+    )
     source = {
         "kind": "memory",
         "spec": spec,
