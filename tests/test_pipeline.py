@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edgepack.data import arrays_sha256, load_dataset
 from edgepack.manifest import sha256_file
@@ -74,3 +75,38 @@ def test_memory_data_is_named_by_its_arrays_not_its_temp_file(tmp_path: Path) ->
             "indices_sha256": rec["calibration"]["indices_sha256"],
         }
     }
+
+
+@pytest.mark.slow
+def test_a_drawn_calibration_subset_rebuilds_byte_identical(tmp_path: Path) -> None:
+    """Two builds from the same inputs with a calibration subset (a seeded, stratified draw,
+    not the whole file): the same model bytes and the same data record."""
+    from edgepack.pipeline import build
+    from tests.conftest import DIGITS
+
+    def once(out: Path) -> tuple[bytes, dict[str, object]]:
+        plan = BuildPlan(
+            source=f"{DIGITS}/model.py:build_model",
+            weights=DIGITS / "weights.pt",
+            input_shapes=("1x1x32x32",),
+            target=load_target("rpi4"),
+            calibration=DIGITS / "calib.npz",
+            calibration_samples=48,
+            output=out,
+            latency_runs=0,
+            cache=False,
+        )
+        result = build(plan)
+        return (out / "model.tflite").read_bytes(), result.manifest["data"]
+
+    a_bytes, a_data = once(tmp_path / "a")
+    b_bytes, b_data = once(tmp_path / "b")
+    assert a_bytes == b_bytes
+    assert a_data == b_data
+    calib = a_data["calibration"]
+    assert isinstance(calib, dict)
+    assert (calib["samples"], calib["selection"], calib["seed"]) == (48, "stratified", 0)
+    with np.load(DIGITS / "calib.npz") as z:
+        from edgepack.data import indices_sha256, sample_indices
+
+        assert calib["indices_sha256"] == indices_sha256(sample_indices(len(z["y"]), 48, 0, z["y"]))
