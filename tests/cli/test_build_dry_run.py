@@ -95,7 +95,7 @@ def test_dry_run_dotted_module_that_cannot_be_imported(
 
 
 @pytest.mark.parametrize(
-    ("name", "available"), [("missing", "build, helper"), ("CONSTANT", "build, helper")]
+    ("name", "available"), [("missing", "build, prepare"), ("CONSTANT", "build, prepare")]
 )
 def test_dry_run_missing_or_non_callable_factory(
     cli: Callable[..., CliResult],
@@ -105,7 +105,7 @@ def test_dry_run_missing_or_non_callable_factory(
     available: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "nets.py").write_text("CONSTANT = 3\ndef build(): pass\ndef helper(): pass\n")
+    (tmp_path / "nets.py").write_text("CONSTANT = 3\ndef build(): pass\ndef prepare(): pass\n")
     r = _dry(cli, f"{tmp_path}/nets.py:{name}")
     _error(r, f"'{name}' is not a callable in {tmp_path}/nets.py")
     assert f"hint: callables defined there: {available}" in r.err
