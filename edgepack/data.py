@@ -14,13 +14,16 @@ at once.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgepack.errors import DataError
+from edgepack.manifest import sha256_file
 from edgepack.stages.base import InputSpec
 
 LABEL_KEYS = ("y", "labels", "label")
@@ -28,23 +31,91 @@ LABEL_KEYS = ("y", "labels", "label")
 
 @dataclass(frozen=True)
 class Dataset:
-    """Samples for every model input (stacked on axis 0) and optional integer labels."""
+    """Samples for every model input (stacked on axis 0) and optional integer labels.
+
+    ``sha256`` identifies the data file (a folder: its .npy files' names and hashes);
+    ``selection`` says which of its samples these are (set by :meth:`select`).
+    """
 
     inputs: tuple[np.ndarray, ...]
     labels: np.ndarray | None
     path: str
+    sha256: str | None = None
+    selection: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return int(self.inputs[0].shape[0])
 
-    def take(self, n: int | None) -> Dataset:
-        if n is None or n >= len(self):
-            return self
+    def select(self, n: int | None, seed: int = 0) -> Dataset:
+        """At most ``n`` samples. All of them, in the file's order, when ``n`` is None or at
+        least the file's size; else a seeded shuffle, stratified by label when there are
+        labels (every class in proportion), kept in the file's order."""
+        total = len(self)
+        if n is None or n >= total:
+            idx = np.arange(total)
+            how = "all"
+        else:
+            idx = sample_indices(total, n, seed, self.labels)
+            how = "shuffled" if self.labels is None else "stratified"
+        record = {
+            "samples": int(idx.size),
+            "of": total,
+            "selection": how,
+            "seed": None if how == "all" else seed,
+            "indices_sha256": indices_sha256(idx),
+        }
+        if how == "all":
+            return replace(self, selection=record)
         return Dataset(
-            tuple(x[:n] for x in self.inputs),
-            None if self.labels is None else self.labels[:n],
+            tuple(x[idx] for x in self.inputs),
+            None if self.labels is None else self.labels[idx],
             self.path,
+            self.sha256,
+            record,
         )
+
+    def record(self) -> dict[str, Any]:
+        """What the manifest says about this data: the file and which samples were used."""
+        return {"file": Path(self.path).name, "sha256": self.sha256, **(self.selection or {})}
+
+
+def sample_indices(total: int, n: int, seed: int, labels: np.ndarray | None = None) -> np.ndarray:
+    """``n`` of ``total`` sample indices (sorted), drawn with a seeded shuffle.
+
+    With labels, stratified: each class gets its share ``n * count / total`` rounded by
+    largest remainder (ties to the lower class), drawn from a seeded shuffle of its samples.
+    numpy's default generator (PCG64) gives the same draw on every platform.
+    """
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        return np.sort(rng.permutation(total)[:n])
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * n / total
+    quota = np.floor(exact).astype(np.int64)
+    short = n - int(quota.sum())
+    order = sorted(range(len(classes)), key=lambda i: (-(exact[i] - quota[i]), i))
+    for i in order[:short]:
+        quota[i] += 1
+    picked = [
+        rng.permutation(np.flatnonzero(labels == c))[:q]
+        for c, q in zip(classes, quota, strict=True)
+    ]
+    return np.sort(np.concatenate(picked))
+
+
+def indices_sha256(idx: np.ndarray) -> str:
+    """sha256 of sample indices (little-endian int64): which samples a build used."""
+    return hashlib.sha256(np.asarray(idx, dtype="<i8").tobytes()).hexdigest()
+
+
+def _data_sha256(p: Path, files: Sequence[Path] = ()) -> str:
+    """A data file's sha256; a folder's: over its .npy files' names and sha256s."""
+    if not files:
+        return sha256_file(p)
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name}|{sha256_file(f)}\n".encode())
+    return h.hexdigest()
 
 
 def _input_keys(keys: Sequence[str], specs: Sequence[InputSpec]) -> list[str] | None:
@@ -72,10 +143,12 @@ def load_dataset(
     purpose: str,
     samples: int | None = None,
     require_labels: bool = False,
+    seed: int = 0,
 ) -> Dataset:
     """Load and validate data for a model with inputs ``specs``.
 
     ``purpose`` ("calibration", "evaluation", "training") names the data in messages.
+    ``samples`` of them are used, drawn with ``seed`` (:meth:`Dataset.select`).
     """
     p = Path(path)
     if not p.exists():
@@ -84,6 +157,7 @@ def load_dataset(
             "pass an existing .npz, .npy or folder of .npy files",
         )
     labels: np.ndarray | None = None
+    files: list[Path] = []
     if p.is_dir():
         files = sorted(p.glob("*.npy"))
         if not files:
@@ -184,12 +258,9 @@ def load_dataset(
             f"{purpose} data {p} does not fit the model: " + "; ".join(problems),
             "samples are stacked on axis 0 with the model's input shape after it; see docs/data.md",
         )
-    ds = Dataset(tuple(fixed), labels, str(p))
-    if samples is not None:
-        if samples < 1:
-            raise DataError(f"sample count must be >= 1, got {samples}", "pass e.g. --samples 200")
-        ds = ds.take(samples)
-    return ds
+    if samples is not None and samples < 1:
+        raise DataError(f"sample count must be >= 1, got {samples}", "pass e.g. --samples 200")
+    return Dataset(tuple(fixed), labels, str(p), _data_sha256(p, files)).select(samples, seed)
 
 
 _FORMAT_HINT = (

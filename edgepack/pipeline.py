@@ -274,7 +274,11 @@ def _load_data(plan: BuildPlan, model: TorchModel) -> tuple[Dataset | None, Data
     if plan.calibration is not None:
         # Loaded in every mode: a wrong file is reported, and it serves parity without eval data.
         calib = load_dataset(
-            plan.calibration, model.inputs, purpose="calibration", samples=plan.n_calibration
+            plan.calibration,
+            model.inputs,
+            purpose="calibration",
+            samples=plan.n_calibration,
+            seed=plan.seed,
         )
     ev = None
     if plan.eval is not None:
@@ -284,8 +288,25 @@ def _load_data(plan: BuildPlan, model: TorchModel) -> tuple[Dataset | None, Data
             purpose="evaluation",
             samples=plan.eval_samples,
             require_labels=plan.max_accuracy_drop is not None,
+            seed=plan.seed,
         )
     return calib, ev
+
+
+def data_record(plan: BuildPlan, calib: Dataset | None, ev: Dataset | None) -> dict[str, Any]:
+    """The manifest's ``data``: each data file's sha256 and which of its samples were used
+    (count, seed, indices' sha256), so a build can be repeated. Data given in memory is
+    named by its arrays' sha256, not by its temporary file."""
+    memory = dict(plan.memory_data)
+    record: dict[str, Any] = {}
+    for purpose, ds in (("calibration", calib), ("evaluation", ev)):
+        if ds is None:
+            continue
+        entry = ds.record()
+        if purpose in memory:
+            entry.update(file=None, **{"from": "memory", "sha256": memory[purpose]})
+        record[purpose] = entry
+    return record
 
 
 def _random_data(model: TorchModel, seed: int, n: int = 16) -> Dataset:
@@ -524,6 +545,7 @@ def build_from_model(
     )
     manifest = make_manifest(plan, model, name, built, report, ctx)
     manifest["accuracy_gate"] = guard
+    manifest["data"] = data_record(plan, calib, ev)
     manifest["quantization"]["preference"] = [m.value for m in plan.modes]
     # timings go under "build" (everything else in a manifest is reproducible)
     manifest["quantization"]["attempts"] = [

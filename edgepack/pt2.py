@@ -161,10 +161,9 @@ def _check_example_inputs(path: Path, data: bytes) -> None:
         ) from exc
 
 
-def load_program(path: Path) -> Any:
-    """The ExportedProgram in ``path``, checked so that loading it runs no code from the file."""
-    import torch
-
+def check_program(path: Path) -> bytes:
+    """The bytes of the .pt2 archive ``path``, checked so that loading it would run no code
+    from the file (the program itself is not loaded: ``build --dry-run`` stops here)."""
     try:
         size = path.stat().st_size
         if size > _MAX_BYTES:
@@ -173,6 +172,14 @@ def load_program(path: Path) -> Any:
     except OSError as exc:
         raise ModelLoadError(f"cannot read {path}: {exc.strerror}", "pass a readable .pt2") from exc
     _check_archive(path, data)
+    return data
+
+
+def load_program(path: Path) -> Any:
+    """The ExportedProgram in ``path``, checked so that loading it runs no code from the file."""
+    import torch
+
+    data = check_program(path)
     try:
         return torch.export.load(io.BytesIO(data))
     except Exception as exc:

@@ -20,7 +20,7 @@ from typing import Any
 
 from edgepack.errors import ModelLoadError, UsageError
 from edgepack.manifest import sha256_file
-from edgepack.pt2 import load_program
+from edgepack.pt2 import check_program, load_program
 from edgepack.stages.base import InputSpec, TorchModel
 
 _SHAPE_RE = re.compile(
@@ -257,14 +257,12 @@ def _example_tensors(specs: Sequence[InputSpec]) -> tuple[Any, ...]:
         ) from exc
 
 
-def load_source(
-    spec: str, weights: Path | None = None, input_shapes: Sequence[str] = ()
-) -> TorchModel:
-    """Load a model source into a :class:`TorchModel` (eval mode, checked on its inputs)."""
-    import torch
+def _find_factory(spec: str) -> tuple[Any, Any, str | None, str]:
+    """Import the factory's module and find the factory (not called).
 
-    if spec.endswith(".pt2"):
-        return _load_exported(Path(spec), weights, input_shapes)
+    Returns (factory, module, file path, module target). Importing runs the module's
+    top-level code: it is the user's model code, as in a build.
+    """
     if spec.endswith((".pt", ".pth", ".bin", ".ckpt")) and ":" not in spec:
         path = Path(spec)
         if path.is_file():
@@ -280,7 +278,6 @@ def load_source(
             f"invalid model source '{spec}'",
             "use module.path:factory, path/to/model.py:factory or a .pt2 file",
         )
-    before = set(sys.modules)
     module_obj, file_path = _import_target(target, spec)
     factory = getattr(module_obj, factory_name, None)
     if factory is None or not callable(factory):
@@ -295,6 +292,34 @@ def load_source(
             f"'{factory_name}' is not a callable in {target}",
             f"callables defined there: {', '.join(available) or 'none'}",
         )
+    return factory, module_obj, file_path, target
+
+
+def check_source(spec: str) -> None:
+    """What ``--dry-run`` checks without building the model: a factory's module imports and
+    names a callable (the factory is not called); a .pt2 archive passes the safe checker
+    (the program is not loaded). Raises the :class:`ModelLoadError` a build would raise."""
+    if spec.endswith(".pt2"):
+        path = Path(spec)
+        if not path.is_file():
+            raise ModelLoadError(
+                f"exported program not found: {path}", "pass an existing .pt2 file"
+            )
+        check_program(path)
+        return
+    _find_factory(spec)
+
+
+def load_source(
+    spec: str, weights: Path | None = None, input_shapes: Sequence[str] = ()
+) -> TorchModel:
+    """Load a model source into a :class:`TorchModel` (eval mode, checked on its inputs)."""
+    import torch
+
+    if spec.endswith(".pt2"):
+        return _load_exported(Path(spec), weights, input_shapes)
+    before = set(sys.modules)
+    factory, module_obj, file_path, target = _find_factory(spec)
     try:
         built = factory()
     except (SystemExit, GeneratorExit) as exc:

@@ -181,6 +181,10 @@ def test_build_from_memory_with_numpy_data(tmp_path: Path) -> None:
         "calibration": {"from": "memory", "sha256": arrays_sha256({"x": calib})},
         "evaluation": {"from": "memory", "sha256": arrays_sha256({"x": x_eval, "y": y_eval})},
     }
+    data = m["data"]  # the samples used, named by the arrays (not by their temp file)
+    assert data["calibration"]["sha256"] == arrays_sha256({"x": calib})
+    assert (data["calibration"]["file"], data["calibration"]["from"]) == (None, "memory")
+    assert (data["evaluation"]["samples"], data["evaluation"]["selection"]) == (40, "all")
     assert m["files"]["model.tflite"]["sha256"] == sha256_file(pkg.path / "model.tflite")
     # the labels are the float model's own predictions: float top-1 is 100%
     acc = pkg.metrics["accuracy"]

@@ -84,3 +84,88 @@ def test_multi_input_npz(tmp_path: Path) -> None:
     np.savez(p, a=np.zeros((3, 4), np.float32), b=np.ones((2, 2), np.float32))
     with pytest.raises(DataError, match="input 'b' has 2 samples, the first has 3"):
         load_dataset(p, specs, purpose="calibration")
+
+
+def _numbered(tmp_path: Path, labels: np.ndarray) -> Path:
+    """An .npz whose sample i holds the value i (so a selection names its indices)."""
+    n = labels.size
+    x = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None, None], (n, 1, 32, 32))
+    f = tmp_path / "numbered.npz"
+    np.savez(f, x=np.ascontiguousarray(x), y=labels)
+    return f
+
+
+def _indices(ds: object) -> np.ndarray:
+    return ds.inputs[0][:, 0, 0, 0].astype(np.int64)  # type: ignore[attr-defined, no-any-return]
+
+
+def test_calibration_subset_is_stratified_seeded_and_recorded(tmp_path: Path) -> None:
+    from edgepack.data import indices_sha256
+    from edgepack.manifest import sha256_file
+
+    # sorted by class: the first 10 samples are all class 0
+    labels = np.repeat(np.arange(3), [50, 31, 19]).astype(np.int64)
+    f = _numbered(tmp_path, labels)
+    n = 10
+    ds = load_dataset(f, SPEC, purpose="calibration", samples=n, seed=0)
+    idx = _indices(ds)
+    assert len(ds) == n and np.array_equal(idx, np.sort(idx))  # kept in the file's order
+    assert ds.labels is not None and np.array_equal(ds.labels, labels[idx])
+    classes, counts = np.unique(labels, return_counts=True)
+    got = {int(c): int((ds.labels == c).sum()) for c in classes}
+    for c, count in zip(classes, counts, strict=True):
+        share = n * count / labels.size
+        assert abs(got[int(c)] - share) < 1, (got, share)  # every class, in proportion
+    assert not np.array_equal(idx, np.arange(n))  # not the first n
+
+    again = load_dataset(f, SPEC, purpose="calibration", samples=n, seed=0)
+    assert np.array_equal(_indices(again), idx)
+    other = load_dataset(f, SPEC, purpose="calibration", samples=n, seed=1)
+    assert not np.array_equal(_indices(other), idx)
+
+    assert ds.record() == {
+        "file": "numbered.npz",
+        "sha256": sha256_file(f),
+        "samples": n,
+        "of": labels.size,
+        "selection": "stratified",
+        "seed": 0,
+        "indices_sha256": indices_sha256(idx),
+    }
+    assert other.record()["indices_sha256"] != ds.record()["indices_sha256"]
+
+
+def test_unlabelled_subset_is_a_seeded_shuffle(tmp_path: Path) -> None:
+    x = np.arange(40, dtype=np.float32)[:, None, None, None] * np.ones((1, 1, 32, 32), np.float32)
+    f = tmp_path / "x.npy"
+    np.save(f, x)
+    a = load_dataset(f, SPEC, purpose="calibration", samples=8, seed=3)
+    b = load_dataset(f, SPEC, purpose="calibration", samples=8, seed=3)
+    idx = _indices(a)
+    assert np.array_equal(idx, _indices(b)) and not np.array_equal(idx, np.arange(8))
+    assert len(set(idx.tolist())) == 8 and np.array_equal(idx, np.sort(idx))
+    assert a.record()["selection"] == "shuffled" and a.record()["seed"] == 3
+
+
+@pytest.mark.parametrize("samples", [None, 30, 31])
+def test_all_samples_in_file_order_when_asking_for_at_least_the_file(
+    tmp_path: Path, samples: int | None
+) -> None:
+    labels = np.repeat(np.arange(2), [20, 10]).astype(np.int64)
+    f = _numbered(tmp_path, labels)
+    ds = load_dataset(f, SPEC, purpose="calibration", samples=samples, seed=5)
+    assert np.array_equal(_indices(ds), np.arange(30))
+    assert ds.labels is not None and np.array_equal(ds.labels, labels)
+    rec = ds.record()
+    assert (rec["selection"], rec["seed"], rec["samples"], rec["of"]) == ("all", None, 30, 30)
+
+
+def test_folder_hash_covers_names_and_contents(tmp_path: Path) -> None:
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    x = np.zeros((1, 32, 32), np.float32)
+    for i in range(3):
+        np.save(folder / f"{i}.npy", x + i)
+    first = load_dataset(folder, SPEC, purpose="calibration").record()["sha256"]
+    np.save(folder / "2.npy", x + 7)
+    assert load_dataset(folder, SPEC, purpose="calibration").record()["sha256"] != first

@@ -328,6 +328,9 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(cfg_path) if cfg_path is not None else None
         plan = resolve(cfg, cfg_path, over)
         if dry_run:
+            from edgepack.source import check_source
+
+            check_source(plan.source)  # imports the factory's module; builds nothing
             if json_:
                 echo_json({"dry_run": True, **plan.to_dict()})
             else:

@@ -100,6 +100,31 @@ def test_rebuild_is_byte_identical_and_keeps_valid_bench_results(
     assert _without_build(new_m) == _without_build(old_m)
     assert new_m["build"]["created_at"] >= old_m["build"]["created_at"]
     assert "ms" not in (pkg / "summary.md").read_text()  # no timings in summary.md
+    _check_data_record(new_m["data"], release.project)
+
+
+def _check_data_record(record: dict[str, dict[str, object]], project: Path) -> None:
+    """The manifest names the data files by sha256 and the samples used by their indices."""
+    import numpy as np
+
+    from edgepack.data import indices_sha256, sample_indices
+    from edgepack.manifest import sha256_file
+
+    assert sorted(record) == ["calibration", "evaluation"]
+    for purpose, name in (("calibration", "calib.npz"), ("evaluation", "eval.npz")):
+        rec = record[purpose]
+        with np.load(project / name) as z:
+            total, labels = z["x"].shape[0], z["y"] if "y" in z.files else None
+        assert (rec["file"], rec["sha256"], rec["of"]) == (name, sha256_file(project / name), total)
+        n = rec["samples"]
+        assert isinstance(n, int) and 1 <= n <= total
+        if n == total:
+            idx = np.arange(total)
+            assert (rec["selection"], rec["seed"]) == ("all", None)
+        else:
+            idx = sample_indices(total, n, 0, labels)
+            assert rec["seed"] == 0
+        assert rec["indices_sha256"] == indices_sha256(idx)
 
 
 def test_single_target_command_line_build_matches_the_matrix(
