@@ -580,6 +580,7 @@ def _outcome(job: TargetJob, raw: dict[str, Any]) -> TargetOutcome:
         if (d.get("package") or {}).get("model_sha256") == sha
     ]
     out.gates = evaluate_gates(job.gates, out.manifest, job.dest, job.latency_result)
+    write_gate_record(job.dest, sha, out.gates)
     failed = [g for g in out.gates if g.status in (GateStatus.FAIL, GateStatus.NO_DATA)]
     if failed:
         out.status = Status.GATE_FAILED
@@ -589,6 +590,26 @@ def _outcome(job: TargetJob, raw: dict[str, Any]) -> TargetOutcome:
         )
         out.hint = "the package was written (inspect it); the release gate fails the pipeline"
     return out
+
+
+def gate_record_path(package: Path) -> Path:
+    """Where a matrix build leaves the release gates it evaluated on a written package:
+    beside it (``dist/<name>-<target>.gates.json``), so the package's own files stay as built
+    and `edgepack report` can show every gate."""
+    return package.parent / f"{package.name}.gates.json"
+
+
+def write_gate_record(package: Path, model_sha256: str, gates: list[GateResult]) -> None:
+    doc = {
+        "schema_version": 1,
+        "package": package.name,
+        "model_sha256": model_sha256,
+        "gates": [g.to_dict() for g in gates],
+    }
+    dest = gate_record_path(package)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, dest)
 
 
 def _build_gate(job: TargetJob, message: str) -> GateResult:

@@ -171,6 +171,7 @@ def collect(inputs: list[Path]) -> dict[str, Any]:
                 "accuracy_drop": acc.get("drop_points"),
                 "fidelity": metrics.get("fidelity"),
                 "gates": metrics.get("gates") or [],
+                "release_gates": _release_gates(pkg, (m.get("model") or {}).get("sha256")),
                 "accuracy_gate": m.get("accuracy_gate"),
                 "model_sha256": (m.get("model") or {}).get("sha256"),
                 "host_latency": host_built or None,
@@ -186,6 +187,22 @@ def _fmt_kb(n: Any) -> str:
     return f"{n / 1024:.1f} KB" if isinstance(n, (int, float)) else "-"
 
 
+def _release_gates(pkg: Path, model_sha256: Any) -> list[dict[str, Any]]:
+    """The release gates a matrix build evaluated on this package (its ``.gates.json``
+    record beside it), when the record is about these model bytes; else none."""
+    from edgepack.release.matrix import gate_record_path
+
+    path = gate_record_path(pkg)
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return []
+    if not isinstance(doc, dict) or doc.get("model_sha256") != model_sha256:
+        return []
+    gates = doc.get("gates")
+    return [g for g in gates if isinstance(g, dict)] if isinstance(gates, list) else []
+
+
 def _gate_badges(p: dict[str, Any]) -> str:
     """Each gate with its value and limit; failed gates, and an accuracy gate that did not
     run (no eval data, or opted out), in red."""
@@ -198,6 +215,19 @@ def _gate_badges(p: dict[str, Any]) -> str:
             f'<span class="gate {"pass" if ok else "fail"}" data-gate="{html.escape(name)}" '
             f'data-status="{"pass" if ok else "fail"}">'
             f"{html.escape(text)}{'pass' if ok else 'FAIL'}</span>"
+        )
+    shown = {str(g.get("gate", "")) for g in p["gates"]}
+    for g in p.get("release_gates") or []:
+        name = str(g.get("gate", ""))
+        if name in shown:
+            continue
+        status = str(g.get("status", ""))
+        ok = status == "pass"
+        value = "no data" if g.get("value") is None else g.get("value")
+        text = f"{name} {value} <= {g.get('limit')}: {'pass' if ok else status.upper()}"
+        badges.append(
+            f'<span class="gate {"pass" if ok else "fail"}" data-gate="{html.escape(name)}" '
+            f'data-status="{"pass" if ok else "fail"}">{html.escape(text)}</span>'
         )
     guard = p.get("accuracy_gate")
     if isinstance(guard, dict) and guard.get("status") != "enforced":

@@ -24,7 +24,16 @@ def _without_build(manifest: dict) -> dict:
 def test_matrix_builds_every_target_and_keeps_them_when_one_fails(release: Release) -> None:
     # tiny's 10 KB budget fails inside its build: gate failure -> exit 3, others kept.
     assert release.code == 3, release.stderr
-    assert sorted(p.name for p in release.dist.iterdir()) == ["digits-host", "digits-rpi4"]
+    assert sorted(p.name for p in release.dist.iterdir()) == [
+        "digits-host",
+        "digits-host.gates.json",  # the release gates evaluated on each written package
+        "digits-rpi4",
+        "digits-rpi4.gates.json",
+    ]
+    record = json.loads((release.dist / "digits-rpi4.gates.json").read_text())
+    assert record["model_sha256"] == read_manifest(release.package("rpi4"))["model"]["sha256"]
+    latency = [g for g in record["gates"] if g["gate"].startswith("max_latency_ms")]
+    assert [(g["status"], g["value"], g["limit"]) for g in latency] == [("no data", None, 1000)]
     for t in ("rpi4", "host"):
         names = sorted(p.name for p in release.package(t).iterdir())
         # model_float32.tflite: the float reference `edgepack analyze` reads

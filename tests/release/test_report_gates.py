@@ -65,3 +65,46 @@ def test_gates_show_value_and_limit_and_failures_in_red(release: Release, tmp_pa
     assert sorted(badges) == sorted(expected)
     # Red is red: the stylesheet gives failed badges the red palette.
     assert ".gate.fail { background:#fee4e2; color:#912018; }" in dom_text
+
+
+def test_release_gates_of_a_matrix_build_are_shown(release: Release, tmp_path: Path) -> None:
+    """The matrix build's release gates (its .gates.json record beside the package): rpi4's
+    latency gate had no result from an rpi4 device, so the report shows it red with its
+    limit; a record about other model bytes is ignored."""
+    import json
+    import shutil
+
+    from edgepack.release.matrix import gate_record_path
+
+    dist = tmp_path / "dist"
+    rpi4 = copy_package(release.package("rpi4"), dist / "digits-rpi4")
+    shutil.copy(gate_record_path(release.package("rpi4")), gate_record_path(rpi4))
+    record = json.loads(gate_record_path(rpi4).read_text())
+    (latency,) = [g for g in record["gates"] if g["gate"].startswith("max_latency_ms")]
+    host = copy_package(release.package("host"), dist / "digits-host")
+    stale = {**record, "package": host.name, "model_sha256": "0" * 64}
+    gate_record_path(host).write_text(json.dumps(stale))
+
+    out = tmp_path / "report.html"
+    code, _, err = run_cli(["report", str(dist), "-o", str(out)], tmp_path)
+    assert code == 0, err
+    dom_text = chromium(["--dump-dom", out.as_uri()], tmp_path / "profile").stdout
+    badges = _badges(dom_text)
+    shown = [b for b in badges if b[1] == latency["gate"]]
+    assert shown == [
+        (
+            "gate fail",
+            latency["gate"],
+            "fail",
+            f"{latency['gate']} no data <= {latency['limit']}: NO DATA",
+        )
+    ]  # once: for rpi4 only (the host record is about another model)
+    passed = [g for g in record["gates"] if g["status"] == "pass"]
+    assert passed  # the size gate held
+    for g in passed:
+        assert (
+            "gate pass",
+            g["gate"],
+            "pass",
+            f"{g['gate']} {g['value']} <= {g['limit']}: pass",
+        ) in badges
