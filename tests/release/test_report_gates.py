@@ -90,15 +90,11 @@ def test_release_gates_of_a_matrix_build_are_shown(release: Release, tmp_path: P
     assert code == 0, err
     dom_text = chromium(["--dump-dom", out.as_uri()], tmp_path / "profile").stdout
     badges = _badges(dom_text)
+    # "no data", or "skipped" when another test rebuilt the release with the opt-out: red
+    assert latency["status"] in ("no data", "skipped") and latency["value"] is None
     shown = [b for b in badges if b[1] == latency["gate"]]
-    assert shown == [
-        (
-            "gate fail",
-            latency["gate"],
-            "fail",
-            f"{latency['gate']} no data <= {latency['limit']}: NO DATA",
-        )
-    ]  # once: for rpi4 only (the host record is about another model)
+    text = f"{latency['gate']} no data <= {latency['limit']}: {latency['status'].upper()}"
+    assert shown == [("gate fail", latency["gate"], "fail", text)]  # once: rpi4 only
     passed = [g for g in record["gates"] if g["status"] == "pass"]
     assert passed  # the size gate held
     for g in passed:
