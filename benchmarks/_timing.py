@@ -8,6 +8,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 
 def time_once(cmd: Sequence[str], cwd: str | None = None) -> float:
@@ -53,3 +54,16 @@ def interleaved(
 def paired_ratio(a: list[float], b: list[float]) -> float:
     """Median of the per-pair ratios a[i] / b[i]."""
     return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+
+def seeded_data(
+    name: str, shape: tuple[int, ...], n_calib: int, n_eval: int, work: Path
+) -> tuple[Path, Path]:
+    """(calibration, eval) .npz files of seeded standard-normal samples of ``shape``."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    calib, ev = work / f"{name}-calib.npz", work / f"{name}-eval.npz"
+    np.savez(calib, x=rng.standard_normal((n_calib, *shape[1:])).astype(np.float32))
+    np.savez(ev, x=rng.standard_normal((n_eval, *shape[1:])).astype(np.float32))
+    return calib, ev

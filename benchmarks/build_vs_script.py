@@ -29,7 +29,7 @@ import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import cpu_once
+from _timing import cpu_once, seeded_data
 
 REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "examples" / "digits"
@@ -99,16 +99,10 @@ PLAIN = textwrap.dedent(
 
 def _data(size: str, work: Path) -> tuple[Path, Path]:
     """(calibration, eval) files: the example's own for digits, seeded random data else."""
-    import numpy as np
-
     if size == "digits":
         return DIGITS / "calib.npz", DIGITS / "eval.npz"
     _, _, shape, n_calib, n_eval = SIZES[size]
-    rng = np.random.default_rng(0)
-    calib, ev = work / f"{size}-calib.npz", work / f"{size}-eval.npz"
-    np.savez(calib, x=rng.standard_normal((n_calib, *shape[1:])).astype(np.float32))
-    np.savez(ev, x=rng.standard_normal((n_eval, *shape[1:])).astype(np.float32))
-    return calib, ev
+    return seeded_data(size, shape, n_calib, n_eval, work)
 
 
 def _commands(size: str, mode: str, work: Path) -> dict[str, list[str]]:

@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import cpu_once
+from _timing import cpu_once, seeded_data
 
 REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "examples" / "digits"
@@ -47,16 +47,10 @@ MODELS_TABLE = {
 
 def _data(model: str, work: Path) -> tuple[Path, Path]:
     """(calibration, eval) files: the example's own for digits, seeded random data else."""
-    import numpy as np
-
     if model == "digits":
         return DIGITS / "calib.npz", DIGITS / "eval.npz"
     _, _, shape, n_calib, n_eval = MODELS_TABLE[model]
-    rng = np.random.default_rng(0)
-    calib, ev = work / f"{model}-calib.npz", work / f"{model}-eval.npz"
-    np.savez(calib, x=rng.standard_normal((n_calib, *shape[1:])).astype(np.float32))
-    np.savez(ev, x=rng.standard_normal((n_eval, *shape[1:])).astype(np.float32))
-    return calib, ev
+    return seeded_data(model, shape, n_calib, n_eval, work)
 
 
 def _build(model: str, mode: str, target: str, work: Path, out: str) -> list[str]:
