@@ -31,12 +31,21 @@ _ENUMS = {
     "io_layout": ("--io-layout", "IOLayout"),
     "int8_engine": ("--int8-engine", "Int8Engine"),
 }
-_PATHS = ("weights", "output")
+_PATHS = ("weights", "output", "labels")
 # Compression options: parsed like the CLI's (edgepack.release.config.compression_fields).
 _COMPRESSION = ("prune", "prune_scope", "round_to", "distill", "train")
 _DISTILL = ("epochs", "lr", "temperature", "alpha")
 # Set by build() itself, not options.
-_RESERVED = ("source", "target", "calibration", "eval", "memory_model", "memory_data", "attempt")
+_RESERVED = (
+    "source",
+    "target",
+    "calibration",
+    "eval",
+    "memory_model",
+    "memory_data",
+    "attempt",
+    "preprocess_config",  # edgepack.toml's [data] preprocess; the API's is preprocess=
+)
 
 
 @dataclass(frozen=True)
@@ -148,7 +157,9 @@ def build(
     or a source string as on the command line (``module:factory``, ``model.py:factory``,
     ``model.pt2``). ``target``: a target name or a profile .toml path. ``calibration`` /
     ``eval``: a numpy array, a dict of arrays, an ``(x, y)`` tuple, or a path (.npz, .npy,
-    folder). ``options``: the build options of ``edgepack build`` by their long name with
+    a folder of images or of .npy files). ``preprocess``: how images become the model's
+    input, a preset name / key=value text as on the command line or a dict of the same keys
+    (docs/data.md); ``labels``: a labels file. ``options``: the build options of ``edgepack build`` by their long name with
     ``_`` for ``-`` (``quantization="full-int8"``, ``max_accuracy_drop=1.0``, ``output=...``,
     ``force=True``, ``prune="magnitude:0.5"``, ...). ``progress`` receives the stage lines.
     """

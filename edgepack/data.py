@@ -42,6 +42,11 @@ class Dataset:
     path: str
     sha256: str | None = None
     selection: dict[str, Any] | None = None
+    # A folder of images (edgepack.images): the files used (relative path, sha256), the
+    # class names of its subfolders, and the preprocessing that made the inputs.
+    files: tuple[tuple[str, str], ...] = ()
+    classes: tuple[str, ...] | None = None
+    preprocess: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return int(self.inputs[0].shape[0])
@@ -50,21 +55,8 @@ class Dataset:
         """At most ``n`` samples. All of them, in the file's order, when ``n`` is None or at
         least the file's size; else a seeded shuffle, stratified by label when there are
         labels (every class in proportion), kept in the file's order."""
-        total = len(self)
-        if n is None or n >= total:
-            idx = np.arange(total)
-            how = "all"
-        else:
-            idx = sample_indices(total, n, seed, self.labels)
-            how = "shuffled" if self.labels is None else "stratified"
-        record = {
-            "samples": int(idx.size),
-            "of": total,
-            "selection": how,
-            "seed": None if how == "all" else seed,
-            "indices_sha256": indices_sha256(idx),
-        }
-        if how == "all":
+        idx, record = selection(len(self), n, seed, self.labels)
+        if record["selection"] == "all":
             return replace(self, selection=record)
         return Dataset(
             tuple(x[idx] for x in self.inputs),
@@ -75,8 +67,42 @@ class Dataset:
         )
 
     def record(self) -> dict[str, Any]:
-        """What the manifest says about this data: the file and which samples were used."""
-        return {"file": Path(self.path).name, "sha256": self.sha256, **(self.selection or {})}
+        """What the manifest says about this data: the file and which samples were used.
+
+        For a folder of images also: the files used (relative path and sha256; up to
+        FILES_LISTED of them, beyond that their sha256 alone), its classes and the
+        preprocessing."""
+        rec = {"file": Path(self.path).name, "sha256": self.sha256, **(self.selection or {})}
+        if self.preprocess is None:
+            return rec
+        rec["format"] = "images"
+        rec["classes"] = None if self.classes is None else list(self.classes)
+        rec["preprocess"] = dict(self.preprocess)
+        if len(self.files) <= FILES_LISTED:
+            rec["files"] = [{"path": p, "sha256": h} for p, h in self.files]
+        return rec
+
+
+FILES_LISTED = 1000  # image files listed one by one in the manifest (beyond: their sha256)
+
+
+def selection(
+    total: int, n: int | None, seed: int, labels: np.ndarray | None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Which of ``total`` samples to use (:meth:`Dataset.select`) and the manifest record."""
+    if n is None or n >= total:
+        idx = np.arange(total)
+        how = "all"
+    else:
+        idx = sample_indices(total, n, seed, labels)
+        how = "shuffled" if labels is None else "stratified"
+    return idx, {
+        "samples": int(idx.size),
+        "of": total,
+        "selection": how,
+        "seed": None if how == "all" else seed,
+        "indices_sha256": indices_sha256(idx),
+    }
 
 
 def sample_indices(total: int, n: int, seed: int, labels: np.ndarray | None = None) -> np.ndarray:
@@ -144,21 +170,30 @@ def load_dataset(
     samples: int | None = None,
     require_labels: bool = False,
     seed: int = 0,
+    preprocess: dict[str, Any] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> Dataset:
     """Load and validate data for a model with inputs ``specs``.
 
     ``purpose`` ("calibration", "evaluation", "training") names the data in messages.
     ``samples`` of them are used, drawn with ``seed`` (:meth:`Dataset.select`).
+    A folder of images is preprocessed with ``preprocess`` (edgepack.images; its labels
+    follow ``class_names`` when given, else its sorted subfolders).
     """
     p = Path(path)
     if not p.exists():
         raise DataError(
             f"{purpose} data not found: {p}",
-            "pass an existing .npz, .npy or folder of .npy files",
+            "pass an existing .npz, .npy, folder of images or folder of .npy files",
         )
     labels: np.ndarray | None = None
     files: list[Path] = []
     if p.is_dir():
+        from edgepack import images
+
+        folder = images.scan_folder(p, purpose, class_names)
+        if folder is not None:
+            return _load_images(folder, specs, purpose, samples, require_labels, seed, preprocess)
         files = sorted(p.glob("*.npy"))
         if not files:
             raise DataError(f"{purpose} data folder {p} holds no .npy files", _FORMAT_HINT)
@@ -264,9 +299,52 @@ def load_dataset(
 
 
 _FORMAT_HINT = (
-    "use .npz (arrays 'x' and optional 'y'), .npy (samples stacked on axis 0) "
-    "or a folder of .npy files (one sample each)"
+    "use .npz (arrays 'x' and optional 'y'), .npy (samples stacked on axis 0), "
+    "a folder of images or a folder of .npy files (one sample each)"
 )
+
+
+def _load_images(
+    folder: Any,  # edgepack.images.ImageFolder
+    specs: Sequence[InputSpec],
+    purpose: str,
+    samples: int | None,
+    require_labels: bool,
+    seed: int,
+    preprocess: dict[str, Any] | None,
+) -> Dataset:
+    """The selected images of ``folder``, decoded and preprocessed (only those are read)."""
+    from edgepack import images
+
+    where = f"{purpose} data {folder.root}"
+    if len(specs) != 1:
+        raise DataError(
+            f"{where} is a folder of images, but the model has {len(specs)} inputs",
+            "image folders feed single-input models; use an .npz with one array per input",
+        )
+    spec = images.fit_spec(preprocess, specs[0], where)
+    if require_labels and folder.labels is None:
+        raise DataError(
+            f"{where} holds unlabelled images (no class subfolders)",
+            "put each class's images in a subfolder named after the class",
+        )
+    if samples is not None and samples < 1:
+        raise DataError(f"sample count must be >= 1, got {samples}", "pass e.g. --samples 200")
+    idx, record = selection(len(folder.files), samples, seed, folder.labels)
+    xs, used = [], []
+    for rel, data, digest in images.read_files(folder, idx):
+        xs.append(images.decode(data, folder.root / rel, spec, purpose))
+        used.append((rel, digest))
+    return Dataset(
+        (np.stack(xs),),
+        None if folder.labels is None else folder.labels[idx],
+        str(folder.root),
+        images.files_sha256(used),
+        record,
+        files=tuple(used),
+        classes=folder.classes,
+        preprocess={k: spec[k] for k in images.SPEC_KEYS},
+    )
 
 
 def _load_npy(p: Path, purpose: str) -> np.ndarray:

@@ -21,7 +21,14 @@ from typing import Any
 from edgepack import __version__
 from edgepack.accuracy.fallback import FallbackPrecision
 from edgepack.data import Dataset, load_dataset
-from edgepack.errors import EdgepackError, GateError, QuantizationError, UsageError, storage_errors
+from edgepack.errors import (
+    DataError,
+    EdgepackError,
+    GateError,
+    QuantizationError,
+    UsageError,
+    storage_errors,
+)
 from edgepack.manifest import (
     MANIFEST_SCHEMA_VERSION,
     StageRecord,
@@ -92,6 +99,12 @@ class BuildPlan:
     # "memory:..." label) and data given as arrays, recorded as (purpose, sha256) pairs.
     memory_model: Any = None
     memory_data: tuple[tuple[str, str], ...] = ()
+    # How images become the model's input (edgepack.images): --preprocess (a preset and/or
+    # key=value pairs) over edgepack.toml's [data] preprocess (text or a table) over the
+    # model source's; class names for labels.txt (--labels: one per line).
+    preprocess: str | dict[str, Any] | None = None  # a dict: the Python API
+    preprocess_config: Any = None
+    labels: Path | None = None
 
     # ---- resolved values -------------------------------------------------------------
     @property
@@ -163,9 +176,11 @@ def check_plan(plan: BuildPlan) -> list[str]:
         ("--calibration", plan.calibration),
         ("--eval", plan.eval),
         ("--weights", plan.weights),
+        ("--labels", plan.labels),
     ):
         if path is not None and not Path(path).exists():
             problems.append(f"{flag} file not found: {path}")
+    problems += _check_image_options(plan)
     if not plan.accuracy_gate and (
         plan.max_accuracy_drop is not None or plan.min_fidelity is not None
     ):
@@ -208,6 +223,23 @@ def check_plan(plan: BuildPlan) -> list[str]:
             "see `edgepack build --help`; the target's defaults are in `edgepack targets show "
             f"{plan.target.name}`",
         )
+    return problems
+
+
+def _check_image_options(plan: BuildPlan) -> list[str]:
+    """--preprocess / [data] preprocess parse, and the --labels file reads (no model yet)."""
+    from edgepack import images
+
+    problems: list[str] = []
+    try:
+        images.resolve_spec(plan.preprocess, plan.preprocess_config, None)
+    except UsageError as exc:
+        problems.append(exc.message)
+    if plan.labels is not None and Path(plan.labels).is_file():
+        try:
+            images.read_labels(Path(plan.labels))
+        except UsageError as exc:
+            problems.append(exc.message)
     return problems
 
 
@@ -270,6 +302,10 @@ class BuildResult:
 
 
 def _load_data(plan: BuildPlan, model: TorchModel) -> tuple[Dataset | None, Dataset | None]:
+    from edgepack import images
+
+    spec, _ = images.resolve_spec(plan.preprocess, plan.preprocess_config, model.preprocess)
+    names = None if plan.labels is None else images.read_labels(Path(plan.labels))
     calib = None
     if plan.calibration is not None:
         # Loaded in every mode: a wrong file is reported, and it serves parity without eval data.
@@ -279,6 +315,8 @@ def _load_data(plan: BuildPlan, model: TorchModel) -> tuple[Dataset | None, Data
             purpose="calibration",
             samples=plan.n_calibration,
             seed=plan.seed,
+            preprocess=spec,
+            class_names=names,
         )
     ev = None
     if plan.eval is not None:
@@ -289,8 +327,62 @@ def _load_data(plan: BuildPlan, model: TorchModel) -> tuple[Dataset | None, Data
             samples=plan.eval_samples,
             require_labels=plan.max_accuracy_drop is not None,
             seed=plan.seed,
+            preprocess=spec,
+            class_names=names,
+        )
+    if (
+        names is None
+        and calib is not None
+        and ev is not None
+        and None not in (calib.classes, ev.classes)
+        and calib.classes != ev.classes
+    ):
+        raise DataError(
+            f"the calibration folder's classes ({', '.join(calib.classes or ())}) differ from "
+            f"the evaluation folder's ({', '.join(ev.classes or ())}): their label indices "
+            "would not agree",
+            "give both folders the same class subfolders, or pass --labels FILE (subfolders "
+            "are then matched by name)",
         )
     return calib, ev
+
+
+@dataclass(frozen=True)
+class AppFacts:
+    """What goes into the package for apps (edgepack.stages.metadata): the preprocessing
+    fitted to the model's input, the layers it came from, the class names and their origin."""
+
+    spec: dict[str, Any] | None
+    spec_from: list[str]
+    labels: tuple[str, ...] | None
+    labels_from: str | None
+
+    @property
+    def wanted(self) -> bool:
+        return self.spec is not None or bool(self.labels)
+
+
+def app_facts(
+    plan: BuildPlan, model: TorchModel, calib: Dataset | None, ev: Dataset | None
+) -> AppFacts:
+    from edgepack import images
+
+    spec, used = images.resolve_spec(plan.preprocess, plan.preprocess_config, model.preprocess)
+    fitted = None
+    if spec is not None and len(model.inputs) == 1:
+        try:
+            fitted = images.fit_spec(spec, model.inputs[0], "the model")
+        except DataError:
+            if used == ["model source"]:
+                fitted = None  # the source's own guess does not fit: not the user's request
+            else:
+                raise
+    if plan.labels is not None:
+        return AppFacts(fitted, used, images.read_labels(Path(plan.labels)), "--labels")
+    for purpose, ds in (("evaluation", ev), ("calibration", calib)):
+        if ds is not None and ds.classes is not None:
+            return AppFacts(fitted, used, ds.classes, f"{purpose} folder's class subfolders")
+    return AppFacts(fitted, used, None, None)
 
 
 def data_record(plan: BuildPlan, calib: Dataset | None, ev: Dataset | None) -> dict[str, Any]:
@@ -513,11 +605,15 @@ def build_from_model(
     exported: ExportedModel | None = None,  # shared by a matrix; else exported here
 ) -> BuildResult:
     from edgepack.stages import convert, export
+    from edgepack.stages import metadata as metadata_stage
     from edgepack.stages import package as package_stage
 
     if exported is None:
         exported = export.run(model, ctx, None if model.reference is not None else _cache(plan))
     float_model = convert.run(exported, plan.layout, ctx, _cache(plan))
+    facts = app_facts(plan, model, calib, ev)
+    if facts.labels:  # before quantizing: a wrong labels file fails fast
+        metadata_stage.check_labels(facts.labels, _labels_origin(plan, facts), float_model.path)
     batch = model.inputs[0].shape[0] if model.inputs[0].shape else 1
     drop, fid, guard = accuracy_guard(plan, ev)
     plan = dataclasses.replace(plan, max_accuracy_drop=drop, min_fidelity=fid)
@@ -543,7 +639,34 @@ def build_from_model(
     compat_report, edgetpu_result = _device_checks(
         plan, built, ctx, allow_cpu=plan.allow_cpu_fallback or fallback is not None
     )
+    app = None
+    if facts.wanted:
+        # Before the manifest: its model record (sha256, size) is the embedded model's.
+        app = metadata_stage.interface(
+            facts.spec, facts.spec_from, facts.labels, facts.labels_from, built
+        )
+        if len(model.inputs) == 1 and len(app_outputs(built)) == 1:
+            built = metadata_stage.run(
+                built,
+                app,
+                facts.spec,
+                facts.labels,
+                name,
+                f"{name} built by edgepack {__version__} for {plan.target.name}",
+                __version__,
+                ctx,
+            )
+            _refresh_footprint(plan, built, report)
+            app["metadata"] = {
+                "file": "model.tflite",
+                "format": "TFLite metadata (TFLITE_METADATA)",
+                "associated_files": [metadata_stage.LABELS_FILE] if facts.labels else [],
+            }
+        else:
+            app["metadata"] = None  # TFLite metadata describes one input and one output here
     manifest = make_manifest(plan, model, name, built, report, ctx)
+    if app is not None:
+        manifest["app"] = app
     manifest["accuracy_gate"] = guard
     manifest["data"] = data_record(plan, calib, ev)
     manifest["quantization"]["preference"] = [m.value for m in plan.modes]
@@ -571,11 +694,14 @@ def build_from_model(
     if samples is not None:
         files[samples.name] = samples
     summary = render_summary(manifest)
+    texts = {"summary.md": summary}
+    if facts.labels:
+        texts[metadata_stage.LABELS_FILE] = metadata_stage.labels_text(facts.labels)
     ctx.progress(f"package: {dest}")
     package_stage.write_package(
         dest,
         files=files,
-        texts={"summary.md": summary},
+        texts=texts,
         manifest=manifest,
         force=plan.force,
     )
@@ -589,6 +715,33 @@ def build_from_model(
         rows=summary_rows(manifest),
         warnings=warnings,
     )
+
+
+def _refresh_footprint(plan: BuildPlan, built: TFLiteArtifact, report: Any) -> None:
+    """The size and RAM figures (and their gates) of the model as shipped, with metadata."""
+    from edgepack.stages.validate import model_footprint
+
+    check_budgets(plan, built)  # the metadata's bytes count against the size budget too
+    foot = model_footprint(built.path)
+    report.metrics["size_bytes"] = foot["size_bytes"]
+    report.metrics["est_ram_mb_upper"] = foot["est_ram_mb_upper"]
+    for g in report.gates:
+        if g["gate"] == "max_model_kb":
+            g["value"] = round(foot["size_bytes"] / 1024, 2)
+        elif g["gate"] == "max_ram_mb":
+            g["value"] = foot["est_ram_mb_upper"]
+
+
+def _labels_origin(plan: BuildPlan, facts: AppFacts) -> str:
+    if plan.labels is not None:
+        return f"--labels {plan.labels}"
+    return f"the {facts.labels_from}"
+
+
+def app_outputs(built: TFLiteArtifact) -> list[Any]:
+    from edgepack.tflite import read_model
+
+    return read_model(built.path).output_tensors
 
 
 NO_PACKAGE = "; no package was written"

@@ -13,7 +13,15 @@ from edgepack.cli.output import echo_json, echo_pairs, echo_table
 # here shows under "Options" (tests/cli/test_cli_polish.py checks none is missing).
 PANELS: dict[str, tuple[str, ...]] = {
     "Model": ("target", "config", "weights", "input_shape", "name"),
-    "Data": ("calibration", "calibration_samples", "eval_data", "eval_samples", "train"),
+    "Data": (
+        "calibration",
+        "calibration_samples",
+        "eval_data",
+        "eval_samples",
+        "preprocess",
+        "labels",
+        "train",
+    ),
     "Quantization": (
         "quantization",
         "io_dtype",
@@ -136,7 +144,9 @@ def register(app: typer.Typer) -> None:
             None, "--io-layout", help="nchw | nhwc (channels-last at the boundary)."
         ),
         calibration: Path | None = typer.Option(
-            None, "--calibration", help=".npz / .npy / folder of .npy files."
+            None,
+            "--calibration",
+            help=".npz / .npy / folder of images (class subfolders or flat) / of .npy files.",
         ),
         calibration_samples: int | None = typer.Option(
             None, "--calibration-samples", help="Samples used (default: the target's, 200)."
@@ -145,7 +155,19 @@ def register(app: typer.Typer) -> None:
             None, "--eval", help="Labelled evaluation data (.npz with x and y)."
         ),
         eval_samples: int | None = typer.Option(
-            None, "--eval-samples", help="Use only the first N eval samples."
+            None, "--eval-samples", help="Use N eval samples (seeded, stratified by label)."
+        ),
+        preprocess: str | None = typer.Option(
+            None,
+            "--preprocess",
+            help="How images become the input: a preset (imagenet, inception, unit, none) "
+            "and/or key=value pairs (resize=256,crop=224,mean=0.485/0.456/0.406,std=...,"
+            "range=0-1,channel_order=RGB,layout=NCHW,interpolation=bilinear).",
+        ),
+        labels: Path | None = typer.Option(
+            None,
+            "--labels",
+            help="Class names, one per line (default: the image folder's class subfolders).",
         ),
         max_accuracy_drop: float | None = typer.Option(
             None,
@@ -283,6 +305,8 @@ def register(app: typer.Typer) -> None:
             calibration_samples=calibration_samples,
             eval=eval_data,
             eval_samples=eval_samples,
+            preprocess=preprocess,
+            labels=labels,
             max_accuracy_drop=max_accuracy_drop,
             min_fidelity=min_fidelity,
             accuracy_gate=False if no_accuracy_gate else None,
@@ -398,6 +422,8 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
         calibration_samples=over.calibration_samples,
         eval=over.eval,
         eval_samples=over.eval_samples,
+        preprocess=over.preprocess,
+        labels=over.labels,
         max_accuracy_drop=over.max_accuracy_drop,
         min_fidelity=over.min_fidelity,
         accuracy_gate=over.accuracy_gate is not False,

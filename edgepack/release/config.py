@@ -47,6 +47,10 @@ class DataSection(_Strict):
     eval: str | None = None
     eval_samples: int | None = Field(default=None, ge=1)
     train: str | None = None
+    # How images become the model's input: a preset / key=value text, or a table of the keys
+    # of edgepack.images.SPEC_KEYS (checked by the build plan); labels: one class per line.
+    preprocess: str | dict[str, Any] | None = None
+    labels: str | None = None
 
 
 class CompressionSection(_Strict):
@@ -233,6 +237,8 @@ class Overrides:
     calibration_samples: int | None = None
     eval: Path | None = None
     eval_samples: int | None = None
+    preprocess: str | None = None
+    labels: Path | None = None
     max_accuracy_drop: float | None = None
     min_fidelity: float | None = None
     accuracy_gate: bool | None = None  # False: --no-accuracy-gate
@@ -523,6 +529,9 @@ def resolve(
             or data.calibration_samples,
             eval=evaluation,
             eval_samples=over.eval_samples or data.eval_samples,
+            preprocess=over.preprocess,
+            preprocess_config=data.preprocess,
+            labels=over.labels or _rebase(base, data.labels),
             max_accuracy_drop=gates.max_accuracy_drop,
             min_fidelity=gates.min_fidelity,
             max_model_kb=gates.max_model_kb,
@@ -584,6 +593,8 @@ def resolve(
             "eval": None if evaluation is None else str(evaluation),
             "eval_samples": over.eval_samples or data.eval_samples,
             "train": None if data.train is None else str(_rebase(base, data.train)),
+            "preprocess": over.preprocess or data.preprocess,
+            "labels": str(jobs[0].plan.labels) if jobs and jobs[0].plan.labels else None,
         },
         compression=compression.model_dump(exclude_none=True),
         jobs=max(1, min(n_jobs, len(jobs))),

@@ -43,6 +43,10 @@ class TorchModel:
     reference: Any = None
     factory: Any = None  # the callable that built it (a factory source): keys the cache
     loaded_modules: frozenset[str] = frozenset()  # modules (re)imported by this load
+    # How images are turned into this model's input, when the source knows it (keys of
+    # edgepack.images.SPEC_KEYS: resize, crop, mean, std, interpolation, channel_order,
+    # layout, value_range); None: the user says it (--preprocess, edgepack.toml).
+    preprocess: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
