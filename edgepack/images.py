@@ -246,13 +246,14 @@ def fit_spec(spec: dict[str, Any] | None, input_spec: InputSpec, where: str) -> 
             "--preprocess resize=256,crop=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225), "
             "or set [data] preprocess in edgepack.toml; see docs/data.md",
         )
+    spec = check_spec(spec, "preprocessing")
     shape = tuple(input_spec.shape)
-    full = " x ".join(map(str, shape)).replace(" ", "")
+    full = "x".join(map(str, shape))
     if len(shape) != 4 or not input_spec.dtype.startswith("float"):
         raise DataError(
-            f"{where} is a folder of images, but the model input '{input_spec.name}' is "
-            f"{input_spec.dtype} {full}, not a float image batch (N,C,H,W or N,H,W,C)",
-            "image folders feed single-input image models; use an .npz for other inputs",
+            f"{where}: images cannot feed the model input '{input_spec.name}' "
+            f"({input_spec.dtype} {full}): it is not a float image batch (N,C,H,W or N,H,W,C)",
+            "images feed single-input image models; use an .npz for other inputs",
         )
     layout = spec.get("layout")
     if layout is None:

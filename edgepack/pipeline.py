@@ -371,7 +371,7 @@ def app_facts(
     fitted = None
     if spec is not None and len(model.inputs) == 1:
         try:
-            fitted = images.fit_spec(spec, model.inputs[0], "the model")
+            fitted = images.fit_spec(spec, model.inputs[0], " + ".join(used))
         except DataError:
             if used == ["model source"]:
                 fitted = None  # the source's own guess does not fit: not the user's request

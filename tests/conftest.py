@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +132,54 @@ def encoder_package(tmp_path_factory: pytest.TempPathFactory) -> EncoderPackage:
         code = main(token_encoder.build_args(files, out, "--eval", str(files["eval"])))
     assert code == 0, err.getvalue()
     return EncoderPackage(out, err.getvalue(), files)
+
+
+# tflite-support's MetadataDisplayer, run in its own venv (scripts/setup.d/50-tflite-support.sh)
+_DISPLAYER = """
+import json, sys
+from tflite_support import metadata
+d = metadata.MetadataDisplayer.with_model_file(sys.argv[1])
+files = d.get_packed_associated_file_list()
+print(json.dumps({
+    "metadata": json.loads(d.get_metadata_json()),
+    "packed": files,
+    "contents": {f: d.get_associated_file_buffer(f).decode() for f in files},
+}))
+"""
+
+
+@pytest.fixture(scope="session")
+def tflite_support_reader() -> Callable[[Path], dict[str, Any]]:
+    """An independent reader of TFLite metadata: tflite-support 0.4.4 (its own venv, made by
+    `make system-deps`). Returns path -> {"metadata": the ModelMetadata as JSON, "packed":
+    the associated files packed in the model, "contents": their text}. Absent: skipped, but
+    under CI (CI set) it fails."""
+    import json
+    import subprocess
+
+    venv = Path(
+        os.environ.get("EDGEPACK_TFLITE_SUPPORT_DIR", REPO / ".ci" / "work" / "tflite-support")
+    )
+    python = venv / "bin" / "python"
+    if not python.exists():
+        msg = (
+            f"tflite-support venv absent ({venv}): run `make system-deps` "
+            "(scripts/setup.d/50-tflite-support.sh)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+    def read(path: Path) -> dict[str, Any]:
+        done = subprocess.run(
+            [str(python), "-c", _DISPLAYER, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    return read
