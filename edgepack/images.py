@@ -89,6 +89,11 @@ def parse_spec(text: str, origin: str = "--preprocess") -> dict[str, Any]:
         raise UsageError(f"{origin} is empty", SPEC_HINT)
     for i, part in enumerate(parts):
         if "=" not in part:
+            if ":" in part:
+                key, _, value = part.partition(":")
+                raise UsageError(
+                    f"{origin}: '{part}' is not key=value (write {key}={value})", SPEC_HINT
+                )
             if i != 0:
                 raise UsageError(
                     f"{origin}: '{part}' is not key=value (a preset name comes first)", SPEC_HINT

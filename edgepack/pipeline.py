@@ -180,7 +180,8 @@ def check_plan(plan: BuildPlan) -> list[str]:
     ):
         if path is not None and not Path(path).exists():
             problems.append(f"{flag} file not found: {path}")
-    problems += _check_image_options(plan)
+    image_problems = _check_image_options(plan)
+    problems += image_problems
     if not plan.accuracy_gate and (
         plan.max_accuracy_drop is not None or plan.min_fidelity is not None
     ):
@@ -218,10 +219,14 @@ def check_plan(plan: BuildPlan) -> list[str]:
         if n is not None and n < 1:
             problems.append(f"{flag} must be >= 1")
     if problems:
+        from edgepack.images import SPEC_HINT
+
         raise UsageError(
             "; ".join(problems),
-            "see `edgepack build --help`; the target's defaults are in `edgepack targets show "
-            f"{plan.target.name}`",
+            SPEC_HINT
+            if problems == image_problems and plan.labels is None
+            else "see `edgepack build --help`; the target's defaults are in `edgepack targets "
+            f"show {plan.target.name}`",
         )
     return problems
 
