@@ -3,6 +3,7 @@ independent reader) and by our own reader; the model still runs unchanged."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,13 @@ def test_unreadable_metadata_is_an_error(tmp_path: Path, corrupt: bytes) -> None
     data = tm.embed(FIXTURE.read_bytes(), corrupt + b"\x00" * 8, {})
     with pytest.raises(tm.MetadataError, match="TFLITE_METADATA"):
         tm.read_metadata(data)
+
+
+def test_the_reader_venv_is_made_by_the_test_setup() -> None:
+    from tests.conftest import REPO
+
+    script = REPO / "scripts" / "setup.d" / "50-tflite-support.sh"
+    assert os.access(script, os.X_OK)
+    text = script.read_text()
+    assert "tflite-support==0.4.4" in text and ".ci/work/tflite-support" in text
+    assert "EDGEPACK_TFLITE_SUPPORT_DIR" in text
