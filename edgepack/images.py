@@ -417,7 +417,13 @@ def decode(data: bytes, path: Path, spec: dict[str, Any], purpose: str) -> np.nd
     try:
         with Image.open(io.BytesIO(data)) as opened:
             img = opened.convert("RGB" if spec["channels"] == 3 else "L")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as exc:
         raise DataError(
             f"{purpose} image {path} cannot be decoded: {str(exc).splitlines()[0]}",
             "replace or remove the file (PNG, JPEG, BMP and WebP are read with Pillow)",

@@ -1152,6 +1152,9 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
             f"max abs diff {par['max_abs_diff']:.2e}{rel} over {par['samples']} samples",
         )
     )
+    app = manifest.get("app")
+    if app:
+        rows.append(("for apps", app_line(app)))
     ops = manifest["model"]["ops"]
     rows.append(("ops", ", ".join(f"{k} x{v}" for k, v in ops.items())))
     if manifest["model"]["float_compute_ops"]:
@@ -1215,6 +1218,28 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
             )
         )
     return rows
+
+
+def app_line(app: dict[str, Any]) -> str:
+    """The manifest's ``app`` record in one line: preprocessing, labels, metadata."""
+    parts = []
+    pre = app.get("preprocess")
+    if pre:
+        resize = f"resize {pre['resize']}, " if pre.get("resize") else ""
+        lo, hi = pre["value_range"]
+        parts.append(
+            f"{resize}crop {pre['crop'][0]}x{pre['crop'][1]}, {pre['channel_order']} "
+            f"{pre['layout']}, range {lo:g}..{hi:g}, mean "
+            + "/".join(f"{v:g}" for v in pre["mean"])
+            + " std "
+            + "/".join(f"{v:g}" for v in pre["std"])
+        )
+    labels = app.get("labels")
+    if labels:
+        parts.append(f"{labels['file']} ({labels['count']} classes)")
+    if app.get("metadata"):
+        parts.append("TFLite metadata in " + app["metadata"]["file"])
+    return "; ".join(parts)
 
 
 def render_summary(manifest: dict[str, Any]) -> str:

@@ -110,3 +110,61 @@ def test_a_drawn_calibration_subset_rebuilds_byte_identical(tmp_path: Path) -> N
         from edgepack.data import indices_sha256, sample_indices
 
         assert calib["indices_sha256"] == indices_sha256(sample_indices(len(z["y"]), 48, 0, z["y"]))
+
+
+# ------------------------------------------------------------------ image data, app facts
+
+IMAGE = (InputSpec("image", (1, 3, 32, 32)),)
+
+
+def test_the_source_preprocessing_is_used_under_the_users(tmp_path: Path) -> None:
+    from edgepack.pipeline import app_facts
+    from tests import image_data
+
+    imgs = image_data.write_folder(tmp_path / "imgs", per_class=2)
+    source = {"resize": 36, "crop": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+    model = TorchModel(None, (), IMAGE, {}, preprocess=source)
+    plan = BuildPlan(source="m.py:f", target=load_target("rpi4"), calibration=imgs, eval=imgs)
+    calib, ev = _load_data(plan, model)
+    assert calib is not None and calib.preprocess is not None
+    assert calib.preprocess["resize"] == 36 and calib.preprocess["mean"] == [0.5] * 3
+    facts = app_facts(plan, model, calib, ev)
+    assert facts.spec_from == ["model source"] and facts.labels == image_data.CLASSES
+    assert facts.labels_from == "evaluation folder's class subfolders"
+    # the user's keys replace the source's, key by key
+    plan = BuildPlan(
+        source="m.py:f",
+        target=load_target("rpi4"),
+        calibration=imgs,
+        preprocess="resize=40",
+        preprocess_config={"std": [0.25, 0.25, 0.25]},
+    )
+    calib, _ = _load_data(plan, model)
+    assert calib is not None and calib.preprocess is not None
+    assert calib.preprocess["resize"] == 40 and calib.preprocess["std"] == [0.25] * 3
+    assert calib.preprocess["mean"] == [0.5] * 3
+    facts = app_facts(plan, model, calib, None)
+    assert facts.spec_from == ["model source", "edgepack.toml", "--preprocess"]
+
+
+def test_calibration_and_eval_folders_must_share_their_classes(tmp_path: Path) -> None:
+    from edgepack.errors import DataError
+    from tests import image_data
+
+    a = image_data.write_folder(tmp_path / "a", per_class=1)
+    b = image_data.write_folder(tmp_path / "b", per_class=1)
+    (b / "c_blue").rename(b / "d_blue")
+    model = TorchModel(None, (), IMAGE, {})
+    plan = BuildPlan(
+        source="m.py:f",
+        target=load_target("rpi4"),
+        calibration=a,
+        eval=b,
+        preprocess="unit",
+    )
+    with pytest.raises(DataError) as err:
+        _load_data(plan, model)
+    assert err.value.message.startswith(
+        "the calibration folder's classes (a_red, b_green, c_blue) differ from the evaluation "
+        "folder's (a_red, b_green, d_blue)"
+    )

@@ -71,6 +71,8 @@ def test_build_from_image_folders(
         )
     )
     assert r.code == 0, r.err
+    line = "labels.txt (3 classes); TFLite metadata in model.tflite"
+    assert line in r.out and line in (pkg / "summary.md").read_text()
     m = json.loads((pkg / "manifest.json").read_text())
     # the model classifies the dominant colour: measured on the decoded eval images
     acc = m["metrics"]["accuracy"]
