@@ -650,7 +650,7 @@ def build_from_model(
         app = metadata_stage.interface(
             facts.spec, facts.spec_from, facts.labels, facts.labels_from, built
         )
-        if len(model.inputs) == 1 and len(app_outputs(built)) == 1:
+        if len(model.inputs) == 1 and len(_output_tensors(built)) == 1:
             built = metadata_stage.run(
                 built,
                 app,
@@ -743,7 +743,7 @@ def _labels_origin(plan: BuildPlan, facts: AppFacts) -> str:
     return f"the {facts.labels_from}"
 
 
-def app_outputs(built: TFLiteArtifact) -> list[Any]:
+def _output_tensors(built: TFLiteArtifact) -> list[Any]:
     from edgepack.tflite import read_model
 
     return read_model(built.path).output_tensors

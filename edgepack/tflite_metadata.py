@@ -15,6 +15,7 @@ it loads and runs as before.
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -270,7 +271,7 @@ def read_metadata(model: bytes) -> ModelMetadataInfo | None:
         if data is None:
             return None
         return _parse(data, _packed_files(model))
-    except (IndexError, ValueError, UnicodeDecodeError, AttributeError) as exc:
+    except (IndexError, ValueError, TypeError, UnicodeDecodeError, struct.error) as exc:
         raise MetadataError(f"the model's {METADATA_NAME} cannot be read: {exc}") from exc
 
 

@@ -136,7 +136,16 @@ def test_tflite_support_reads_the_metadata(
     assert read["contents"]["labels.txt"].split() == list(LABELS)
 
 
-@pytest.mark.parametrize("corrupt", [b"XXXX", b"\xff" * 64])
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        b"XXXX",
+        b"\xff" * 64,
+        b"\xff\xff\x00\x00M001" + b"\x00" * 4,  # root offset past the end
+        b"\x08\x00\x00\x00M001\xff\xff\xff\x7f",  # vtable offset out of range
+        b"\x0c\x00\x00\x00M001\x00\x00\x00\x00\xf0\xff\xff\xff",
+    ],
+)
 def test_unreadable_metadata_is_an_error(tmp_path: Path, corrupt: bytes) -> None:
     data = tm.embed(FIXTURE.read_bytes(), corrupt + b"\x00" * 8, {})
     with pytest.raises(tm.MetadataError, match="TFLITE_METADATA"):

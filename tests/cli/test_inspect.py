@@ -35,3 +35,25 @@ def test_inspect_errors(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped
     assert r.code == 2 and "not a TFLite flatbuffer" in r.err and "hint:" in r.err
     r = cli("inspect", tmp_path)
     assert r.code == 2 and "no manifest.json" in r.err
+
+
+def test_inspect_metadata(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from edgepack import tflite_metadata as tm
+
+    tiny = Path(__file__).parent.parent / "fixtures" / "tiny_int8.tflite"
+    r = cli("inspect", tiny)
+    assert r.code == 0 and "metadata: none (no TFLITE_METADATA)" in r.out
+    assert json.loads(cli("inspect", tiny, "--json").out)["metadata"] is None
+    meta = tm.ModelMetadataInfo(
+        "tiny", "", "1", (tm.TensorInfo("x"),), (tm.TensorInfo("y", labels_file="labels.txt"),)
+    )
+    labels = "".join(f"class{k}\n" for k in range(7)).encode()
+    f = tmp_path / "m.tflite"
+    f.write_bytes(tm.embed(tiny.read_bytes(), tm.build_metadata(meta), {"labels.txt": labels}))
+    r = cli("inspect", f)
+    assert r.code == 0, r.err
+    assert "output y: 7 labels (labels.txt: class0, class1, class2, class3, class4, ...)" in r.out
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(tm.embed(tiny.read_bytes(), b"\xff\xff\x00\x00M001\x00\x00\x00\x00", {}))
+    r = cli("inspect", bad)
+    assert r.code == 2 and "TFLITE_METADATA cannot be read" in r.err and "hint:" in r.err
