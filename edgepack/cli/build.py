@@ -152,7 +152,10 @@ def register(app: typer.Typer) -> None:
             None, "--calibration-samples", help="Samples used (default: the target's, 200)."
         ),
         eval_data: Path | None = typer.Option(
-            None, "--eval", help="Labelled evaluation data (.npz with x and y)."
+            None,
+            "--eval",
+            help="Labelled evaluation data (.npz with x and y, or a folder of images in "
+            "class subfolders).",
         ),
         eval_samples: int | None = typer.Option(
             None, "--eval-samples", help="Use N eval samples (seeded, stratified by label)."
@@ -161,8 +164,9 @@ def register(app: typer.Typer) -> None:
             None,
             "--preprocess",
             help="How images become the input: a preset (imagenet, inception, unit, none) "
-            "and/or key=value pairs (resize=256,crop=224,mean=0.485/0.456/0.406,std=...,"
-            "range=0-1,channel_order=RGB,layout=NCHW,interpolation=bilinear).",
+            "and/or key=value pairs: resize, crop, mean, std, range, channel_order, layout, "
+            "interpolation; e.g. imagenet,crop=192 or resize=36,crop=32,range=-1-1 "
+            "(docs/data.md).",
         ),
         labels: Path | None = typer.Option(
             None,
