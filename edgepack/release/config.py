@@ -150,9 +150,12 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
         )
         if f is None:
             return []
-        ann = f.annotation
-        args = getattr(ann, "__args__", ())
-        cand = [a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
+        todo, seen = [f.annotation], []  # X, list[X], X | None, list[X] | None
+        while todo:
+            a = todo.pop(0)
+            seen.append(a)
+            todo += list(getattr(a, "__args__", ()))
+        cand = [a for a in seen if isinstance(a, type) and issubclass(a, BaseModel)]
         if not cand:
             return []
         model = cand[0]
@@ -885,6 +888,8 @@ def render_template(
         else '# input_shapes = ["1x3x224x224"]',
         "# Package name (default: from the source); packages go to <output_dir>/<name>-<target>.",
         f"name = {_q(name)}" if name else '# name = "mymodel"',
+        "# Several models: one [[models]] table each instead of [model] (name, source, weights,",
+        '# input_shapes, data = { eval = ... }, targets = ["rpi4"]; default every target).',
         "",
         "[data]",
         "# .npz (arrays x and y), .npy, or a folder of .npy files; samples stacked on axis 0.",
