@@ -320,11 +320,10 @@ def _shard_notes(shards: dict[str, Any] | None) -> str:
     if not shards:
         return ""
     found = ", ".join(f"{i}/{shards['count']}" for i in shards["found"])
-    notes = [f"merged from shard(s) {found} of {shards['count']}"]
-    notes += [str(m) for m in (*shards["missing"], *shards["not_built"])]
-    return "".join(
-        f'<p class="shards" data-missing="{int(i > 0)}">{html.escape(n)}</p>'
-        for i, n in enumerate(notes)
+    out = f'<p class="shards">merged from shard(s) {html.escape(found)} of {shards["count"]}</p>'
+    return out + "".join(
+        f'<p class="shards missing">{html.escape(str(m))}</p>'
+        for m in (*shards["missing"], *shards["not_built"])
     )
 
 

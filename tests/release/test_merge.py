@@ -156,6 +156,8 @@ def test_merge_problems(built: Built, tmp_path: Path) -> None:
     )
     assert code == 0 and "warning: shard 2/2 missing: tiny-host, tiny-rpi4 not built" in err
     assert "2 package(s) from shard(s) 1 of 2" in out
+    page = Path(html).read_text()
+    assert '<p class="shards missing">shard 2/2 missing: tiny-host, tiny-rpi4 not built</p>' in page
     code, _, err = run_cli(["verify", str(shard1)], built.project)
     assert code == 6 and "shard 2/2 missing: tiny-host, tiny-rpi4 not built" in err
 
@@ -196,3 +198,26 @@ def test_merge_problems(built: Built, tmp_path: Path) -> None:
     summary.write_text(json.dumps(doc))
     code, _, err = run_cli(["report", str(shard1), str(mixed), "-o", html], built.project)
     assert code == 2 and "are shards of different matrices (3 vs 2 shards, or other jobs)" in err
+
+
+def test_a_model_that_fails_to_load_fails_only_its_targets(tmp_path: Path) -> None:
+    project = models_project(tmp_path / "repo", tiny_targets='targets = ["host"]')
+    (project / "tiny.py").write_text("def build_model():\n    raise ValueError('no such net')\n")
+    cfg = project / "edgepack.toml"
+    cfg.write_text(
+        cfg.read_text().replace(
+            'weights = "weights.pt"', 'weights = "weights.pt"\ntargets = ["host"]'
+        )
+    )
+    code, out, err = run_cli(["build", "--json"], project)
+    assert code == 2, err
+    res = json.loads(out)
+    assert [(t["id"], t["status"]) for t in res["targets"]] == [
+        ("digits/host", "ok"),
+        ("tiny/host", "failed"),
+    ]
+    assert res["targets"][1]["message"].startswith("model tiny: ")
+    assert "no such net" in res["targets"][1]["message"]
+    assert [e["model"] for e in res["exports"]] == ["digits"]
+    assert (project / "dist" / "digits-host" / "manifest.json").is_file()
+    assert not (project / "dist" / "tiny-host").exists()
