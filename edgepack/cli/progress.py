@@ -2,7 +2,7 @@
 
 Disabled with --quiet or --json. Bars only when stderr is a TTY (CI logs get one line per
 stage instead of redraw sequences). In a matrix, each plain line names the target, its stage,
-the node that builds it ("local" for this machine's worker processes) and the seconds since
+the node that builds it ("local" for the worker processes of the machine running edgepack) and the seconds since
 the target's first message.
 """
 
@@ -19,7 +19,7 @@ import typer
 # The stages a build reports, in order (unknown ones update the text without advancing).
 STAGES = ("load", "export", "convert", "quantize", "validate", "preflight", "package")
 SHARED = "*"  # messages about the shared load/export step
-LOCAL = "local"  # the node of a target built by this machine's process pool
+LOCAL = "local"  # the node of a target built by the local process pool
 
 
 def _stage(msg: str) -> str:

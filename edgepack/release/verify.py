@@ -123,7 +123,7 @@ class ReleaseReport:
 
 def verify_release(inputs: list[Path], target: str | None = None) -> ReleaseReport:
     """Verify every package of ``inputs`` (dist or package folders, the dist folders of every
-    --shard) and check their merge: duplicates with other bytes, missing shards, packages of
+    --shard) and check their merge: a package twice with other bytes, missing shards, packages of
     the matrix that are not there (edgepack.release.merge)."""
     from edgepack.release.merge import merge
 
