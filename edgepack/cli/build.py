@@ -57,6 +57,7 @@ PANELS: dict[str, tuple[str, ...]] = {
         "output_dir",
         "force",
         "jobs",
+        "shard",
         "no_cache",
         "dry_run",
         "json_",
@@ -248,6 +249,12 @@ def register(app: typer.Typer) -> None:
         jobs: int | None = typer.Option(
             None, "--jobs", "-j", min=1, help="Targets built in parallel (default min(2, n))."
         ),
+        shard: str | None = typer.Option(
+            None,
+            "--shard",
+            help="I/N: build only slice I of N of the matrix (the same slice on every run; "
+            "one CI job per I; `edgepack report` merges the dist folders).",
+        ),
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Validate and print the resolved plan; build nothing."
         ),
@@ -295,8 +302,10 @@ def register(app: typer.Typer) -> None:
         once and the targets build in parallel. Exit 3 if a gate failed, 2 on bad input.
         """
         from edgepack.release.config import Overrides, find_config, load_config, resolve
+        from edgepack.release.shard import parse_shard
 
         over = Overrides(
+            shard=None if shard is None else parse_shard(shard),
             source=source,
             weights=weights,
             input_shapes=tuple(input_shape),
@@ -345,7 +354,8 @@ def register(app: typer.Typer) -> None:
             require_edgetpu_compiler=require_edgetpu_compiler,
         )
         use_config = source is None or config is not None
-        if not use_config and len(target) <= 1 and not dry_run and output_dir is None:
+        single = len(target) <= 1 and not dry_run and output_dir is None and shard is None
+        if not use_config and single:
             if not target:
                 from edgepack.errors import UsageError
 
@@ -358,7 +368,8 @@ def register(app: typer.Typer) -> None:
         if dry_run:
             from edgepack.source import check_source
 
-            check_source(plan.source)  # imports the factory's module; builds nothing
+            for m in plan.models:
+                check_source(m.source)  # imports the factory's module; builds nothing
             if json_:
                 echo_json({"dry_run": True, **plan.to_dict()})
             else:
@@ -489,16 +500,19 @@ def _latency_gate(plan: Any, result: Any, allow_missing: bool) -> None:
 def _print_plan(plan: Any) -> None:
     d = plan.to_dict()
     typer.echo(f"config: {d['config'] or '(command line)'}")
-    m = d["model"]
-    typer.echo(
-        f"model:  {m['source']} (name {m['name']}, weights {m['weights'] or '-'}, "
-        f"inputs {' '.join(m['input_shapes']) or 'from the factory'})"
-    )
-    data = ", ".join(f"{k} {v}" for k, v in d["data"].items() if v is not None) or "-"
-    typer.echo(f"data:   {data}")
+    for m in d["models"] if "models" in d else [{**d["model"], "data": d["data"]}]:
+        typer.echo(
+            f"model:  {m['source']} (name {m['name']}, weights {m['weights'] or '-'}, "
+            f"inputs {' '.join(m['input_shapes']) or 'from the factory'})"
+        )
+        data = ", ".join(f"{k} {v}" for k, v in m["data"].items() if v is not None) or "-"
+        typer.echo(f"data:   {data}")
     if d["compression"]:
         typer.echo(f"compression: {d['compression']}")
-    typer.echo(f"jobs:   {d['jobs']} parallel build process(es); one shared export\n")
+    exports = "one shared export" + (" per model" if len(plan.models) > 1 else "")
+    typer.echo(f"jobs:   {d['jobs']} parallel build process(es); {exports}")
+    _echo_shard(plan.shard, len(plan.targets), plan.skipped)
+    typer.echo("")
     rows = []
     for t in d["targets"]:
         gates = ", ".join(
@@ -519,6 +533,8 @@ def _matrix(plan: Any, json_: bool, quiet: bool) -> int:
     from edgepack.stages.preflight import disagreements
 
     ids = [t.id for t in plan.targets]
+    if plan.shard is not None and not quiet and not json_:
+        _echo_shard(plan.shard, len(plan.targets), plan.skipped, err=True)
     with build_progress(ids, enabled=not (quiet or json_)) as report:
         result = run_matrix(plan, progress=report)
     for o in result.outcomes:
@@ -548,7 +564,23 @@ def _matrix(plan: Any, json_: bool, quiet: bool) -> int:
     built = [str(o.package) for o in result.outcomes if o.package is not None]
     if built:
         typer.echo(f"\nwrote {len(built)} package(s): {', '.join(built)}")
+    if plan.shard is not None:
+        typer.echo("")
+        _echo_shard(plan.shard, len(plan.targets), plan.skipped)
+        typer.echo(f"shard summary: {plan.output_dir / plan.shard.summary_name}")
     return result.exit_code
+
+
+def _echo_shard(shard: Any, n_mine: int, skipped: Any, err: bool = False) -> None:
+    """The slice this run builds and the jobs left to the other shards."""
+    if shard is None:
+        return
+    typer.echo(
+        f"shard {shard}: {n_mine} of {n_mine + len(skipped)} job(s) of the matrix here", err=err
+    )
+    if skipped:
+        others = ", ".join(f"{t.id} ({t.shard}/{shard.count})" for t in skipped)
+        typer.echo(f"skipped (other shards): {others}", err=err)
 
 
 def _fallback_precision(value: str | None) -> Any:

@@ -20,6 +20,18 @@ def _relative_to(folder: Path, value: str | None) -> str | None:
     return Path(os.path.relpath(p.resolve(), folder.resolve())).as_posix()
 
 
+def _holds_packages(folder: Path) -> bool:
+    """A dist folder, or a folder of dist folders (not a package folder itself)."""
+    from edgepack.manifest import MANIFEST_NAME
+    from edgepack.release.shard import SUMMARY_GLOB
+
+    if not folder.is_dir() or (folder / MANIFEST_NAME).is_file():
+        return False
+    if any(folder.glob(SUMMARY_GLOB)) or any(folder.glob(f"*/{MANIFEST_NAME}")):
+        return True
+    return any(folder.glob(f"*/{SUMMARY_GLOB}")) or any(folder.glob(f"*/*/{MANIFEST_NAME}"))
+
+
 def register(app: typer.Typer) -> None:
     @app.command("init")
     def init(
@@ -94,7 +106,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command("verify")
     def verify(
-        package: Path = typer.Argument(..., help="A package folder written by `edgepack build`."),
+        packages: list[Path] = typer.Argument(
+            ...,
+            help="Package folders written by `edgepack build`, or dist folders (every package "
+            "inside; the dist folders of every --shard are merged).",
+        ),
         target: str | None = typer.Option(
             None,
             "--target",
@@ -105,43 +121,83 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check hashes, manifest schema, profile hash, and that the model loads and runs.
 
+        Several dist folders (one per --shard) are checked as one release: a package in two
+        of them must have the same bytes, every shard and every package must be there.
         Exit 6 if any check fails."""
-        from edgepack.release.verify import verify_package
+        from edgepack.release.verify import verify_package, verify_release
 
-        rep = verify_package(package, target)
+        if len(packages) == 1 and not _holds_packages(packages[0]):
+            package = packages[0]
+            rep = verify_package(package, target)
+            if json_:
+                echo_json(rep.to_dict())
+            else:
+                echo_table(
+                    ["check", "status", "detail"],
+                    [(c.name, c.status.value.upper(), c.detail) for c in rep.checks],
+                )
+            if rep.ok and not json_:
+                uncompiled = any(
+                    c.name == "edgetpu" and c.status.value == "skip" for c in rep.checks
+                )
+                typer.echo(
+                    f"\n{package}: verified"
+                    + (" (NOT compiled for the Edge TPU: it runs on the CPU)" if uncompiled else "")
+                )
+            rep.raise_if_failed()  # VerifyError: printed by the CLI, exit code 6
+            return
+        release = verify_release(packages, target)
         if json_:
-            echo_json(rep.to_dict())
+            echo_json(release.to_dict())
         else:
             echo_table(
-                ["check", "status", "detail"],
-                [(c.name, c.status.value.upper(), c.detail) for c in rep.checks],
+                ["package", "check", "status", "detail"],
+                [
+                    (r.package.name, c.name, c.status.value.upper(), c.detail)
+                    for r in release.reports
+                    for c in r.checks
+                ]
+                + [("(release)", c.name, c.status.value.upper(), c.detail) for c in release.checks],
             )
-        if rep.ok and not json_:
-            uncompiled = any(c.name == "edgetpu" and c.status.value == "skip" for c in rep.checks)
-            typer.echo(
-                f"\n{package}: verified"
-                + (" (NOT compiled for the Edge TPU: it runs on the CPU)" if uncompiled else "")
-            )
-        rep.raise_if_failed()  # VerifyError: printed by the CLI, exit code 6
+            if release.ok:
+                typer.echo(f"\n{len(release.reports)} package(s) verified")
+        release.raise_if_failed()
 
     @app.command("report")
     def report(
         inputs: list[Path] = typer.Argument(
-            ..., help="dist folders (every package inside) or package folders."
+            ...,
+            help="dist folders (every package inside), package folders, or a folder of dist "
+            "folders (the artifacts of every --shard job): merged into one report.",
         ),
         output: Path = typer.Option(Path("report.html"), "--output", "-o", help="HTML file."),
         title: str = typer.Option("edgepack report", "--title", help="Report title."),
+        allow_missing_shards: bool = typer.Option(
+            False,
+            "--allow-missing-shards",
+            help="Report the shards that are there when a --shard build's shard is missing "
+            "(default: exit 2).",
+        ),
         json_: bool = typer.Option(False, "--json", help="Print the report's data as JSON."),
     ) -> None:
         """Write one self-contained HTML report (no network) with plots of every package."""
         from edgepack.release.report import collect, write_report
 
-        data = collect(inputs)
+        data = collect(inputs, allow_missing_shards=allow_missing_shards)
         write_report(data, output, title=title)
+        shards = data.get("shards") or {}
+        for note in (*shards.get("missing", ()), *shards.get("not_built", ())):
+            typer.echo(f"warning: {note}", err=True)
         if json_:
             echo_json({"output": str(output), **data})
             return
         n_bench = sum(len(p["bench"]) for p in data["packages"])
+        merged = (
+            f" from shard(s) {', '.join(str(i) for i in shards['found'])} of {shards['count']}"
+            if shards
+            else ""
+        )
         typer.echo(
-            f"wrote {output}: {len(data['packages'])} package(s), {n_bench} benchmark result(s)"
+            f"wrote {output}: {len(data['packages'])} package(s){merged}, "
+            f"{n_bench} benchmark result(s)"
         )

@@ -8,6 +8,7 @@ overrides into one :class:`TargetJob` per ``[[targets]]`` entry, each holding th
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import sys
@@ -110,9 +111,22 @@ class BuildSection(_Strict):
     latency_budget_s: float = Field(default=2.0, gt=0)
 
 
+class ModelEntry(_Strict):
+    """One model of a ``[[models]]`` list: its own source, inputs and data, and the
+    ``[[targets]]`` entries it is built for (every entry when ``targets`` is left out)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=64)
+    source: str = Field(min_length=1)
+    weights: str | None = None
+    input_shapes: list[str] = Field(default_factory=list)
+    data: DataSection | None = None  # keys set here replace the top-level [data]'s
+    targets: list[str] | None = Field(default=None, min_length=1)  # entry ids or target names
+
+
 class ReleaseConfig(_Strict):
     schema_: int = Field(alias="schema", default=CONFIG_SCHEMA_VERSION)
-    model: ModelSection
+    model: ModelSection | None = None  # one model ...
+    models: list[ModelEntry] | None = Field(default=None, min_length=1)  # ... or several
     data: DataSection = DataSection()
     compression: CompressionSection = CompressionSection()
     gates: Gates = Gates()  # defaults for every target; [targets.gates] override them
@@ -140,9 +154,12 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
         )
         if f is None:
             return []
-        ann = f.annotation
-        args = getattr(ann, "__args__", ())
-        cand = [a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
+        todo, seen = [f.annotation], []  # X, list[X], X | None, list[X] | None
+        while todo:
+            a = todo.pop(0)
+            seen.append(a)
+            todo += list(getattr(a, "__args__", ()))
+        cand = [a for a in seen if isinstance(a, type) and issubclass(a, BaseModel)]
         if not cand:
             return []
         model = cand[0]
@@ -190,13 +207,21 @@ def parse_config(text: str | bytes, origin: str) -> ReleaseConfig:
             "fix the line named above; `edgepack init --force` writes a fresh commented file",
         ) from exc
     try:
-        return ReleaseConfig.model_validate(raw)
+        cfg = ReleaseConfig.model_validate(raw)
     except ValidationError as exc:
         raise UsageError(
             f"invalid {origin}: {format_errors(exc)}",
             "the keys are documented in the file `edgepack init` writes (docs: README, "
             "'Release pipelines')",
         ) from exc
+    if (cfg.model is None) == (cfg.models is None):
+        raise UsageError(
+            f"invalid {origin}: "
+            + ("missing key 'model'" if cfg.model is None else "both 'model' and 'models' given"),
+            "one model: a [model] table; several: one [[models]] entry per model (each with "
+            "its name, source and optional targets = [...]); not both",
+        )
+    return cfg
 
 
 def find_config(path: str | Path | None) -> Path:
@@ -264,6 +289,7 @@ class Overrides:
     # device compatibility
     allow_cpu_fallback: bool = False
     require_edgetpu_compiler: bool = False
+    shard: Any = None  # edgepack.release.shard.Shard: build only this slice of the matrix
 
 
 DISTILL_KEYS = ("epochs", "lr", "batch_size", "temperature", "alpha", "device", "samples")
@@ -310,16 +336,27 @@ def compression_fields(
 class TargetJob:
     """One package to build: its plan, where it goes and the gates it must pass."""
 
-    id: str  # target name, or target-variant
+    id: str  # target name, or target-variant; with [[models]]: model/target[-variant]
     plan: Any  # edgepack.pipeline.BuildPlan (typed Any: keeps this module import-light)
     dest: Path
     gates: Gates
     latency_result: Path | None = None
+    model: str = ""  # the package name of the model
+    variant: str = ""
+    shard: int | None = None  # with --shard: the slice this job belongs to
+
+    @property
+    def sort_key(self) -> tuple[str, ...]:
+        """(model, target, variant): the order --shard slices the matrix in."""
+        return (self.model, self.plan.target.name, self.variant, self.id)
 
     def describe(self) -> dict[str, Any]:
         p = self.plan
         return {
             "id": self.id,
+            "model": self.model,
+            "package": self.dest.name,
+            **({} if self.shard is None else {"shard": self.shard}),
             "target": p.target.name,
             "profile_sha256": p.target.sha256,
             "quantization": ", ".join(m.value for m in p.modes),  # tried in order
@@ -336,31 +373,77 @@ class TargetJob:
 
 
 @dataclass(frozen=True)
+class ModelPlan:
+    """One model of the matrix: loaded and exported once, shared by its targets."""
+
+    name: str
+    source: str
+    weights: Path | None
+    input_shapes: tuple[str, ...]
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "name": self.name,
+            "weights": None if self.weights is None else str(self.weights),
+            "input_shapes": list(self.input_shapes),
+        }
+
+
+@dataclass(frozen=True)
 class ReleasePlan:
     config: Path | None
-    source: str
+    source: str  # source .. data: the first model's (the only one without [[models]])
     name: str
     weights: Path | None
     input_shapes: tuple[str, ...]
     data: dict[str, Any]
     compression: dict[str, Any]
     jobs: int
-    targets: tuple[TargetJob, ...] = field(default_factory=tuple)
+    targets: tuple[TargetJob, ...] = field(default_factory=tuple)  # built by this run
+    models: tuple[ModelPlan, ...] = ()
+    output_dir: Path = Path("dist")
+    shard: Any = None  # edgepack.release.shard.Shard
+    matrix: tuple[TargetJob, ...] = ()  # every job of the matrix (with --shard: all slices)
+    multi_model: bool = False  # the config lists [[models]]
+
+    @property
+    def skipped(self) -> tuple[TargetJob, ...]:
+        """Jobs of the matrix that belong to other shards."""
+        mine = {t.id for t in self.targets}
+        return tuple(t for t in self.matrix if t.id not in mine)
+
+    def groups(self) -> list[tuple[ModelPlan, list[TargetJob]]]:
+        """Each model with its jobs of this run (models without one are left out): one
+        export per group."""
+        out = []
+        for m in self.models:
+            jobs = [t for t in self.targets if t.model == m.name]
+            if jobs:
+                out.append((m, jobs))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "config": None if self.config is None else str(self.config),
-            "model": {
-                "source": self.source,
-                "name": self.name,
-                "weights": None if self.weights is None else str(self.weights),
-                "input_shapes": list(self.input_shapes),
-            },
-            "data": self.data,
-            "compression": self.compression,
-            "jobs": self.jobs,
-            "targets": [t.describe() for t in self.targets],
-        }
+        out: dict[str, Any] = {"config": None if self.config is None else str(self.config)}
+        if self.multi_model:
+            out["models"] = [{**m.to_dict(), "data": m.data} for m in self.models]
+        else:
+            out["model"] = self.models[0].to_dict()
+            out["data"] = self.data
+        out.update(
+            {
+                "compression": self.compression,
+                "jobs": self.jobs,
+                "shard": None if self.shard is None else self.shard.to_dict(),
+                "targets": [t.describe() for t in self.targets],
+            }
+        )
+        if self.shard is not None:
+            out["skipped"] = [
+                {"id": t.id, "shard": t.shard, "package": t.dest.name} for t in self.skipped
+            ]
+        return out
 
 
 def display_path(p: str | Path) -> Path:
@@ -422,18 +505,37 @@ def _entry_id(e: TargetEntry) -> str:
     return f"{stem}-{e.variant}" if e.variant else stem
 
 
+def _model_targets(
+    m: ModelEntry, i: int, entries: list[TargetEntry], all_entries: list[TargetEntry]
+) -> tuple[list[TargetEntry], list[str]]:
+    """The entries a [[models]] entry is built for (among the selected ``entries``), and the
+    names of its ``targets`` list that name no [[targets]] entry."""
+    if m.targets is None:
+        return entries, []
+    ids = {_entry_id(e): e for e in all_entries}
+    chosen: list[TargetEntry] = []
+    problems = []
+    for w in m.targets:
+        hits = [e for jid, e in ids.items() if w in (jid, e.target)]
+        if not hits:
+            close = difflib.get_close_matches(w, list(ids), n=1)
+            tip = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(
+                f"models[{i}].targets ({m.name}): '{w}' is not a [[targets]] entry{tip}; "
+                f"entries: {', '.join(ids)}"
+            )
+        chosen += [h for h in hits if h not in chosen]
+    return [e for e in entries if e in chosen], problems
+
+
 def resolve(
     config: ReleaseConfig | None,
     config_path: Path | None,
     over: Overrides,
 ) -> ReleasePlan:
-    """Config + overrides -> one plan per target. Checks everything that needs no model and
-    raises one UsageError listing every problem."""
-    from edgepack.accuracy.fallback import FallbackPrecision
-    from edgepack.errors import EdgepackError
-    from edgepack.pipeline import BuildPlan, check_plan
-    from edgepack.source import default_name, name_problem
-    from edgepack.targets import load_target
+    """Config + overrides -> one plan per model and target. Checks everything that needs no
+    model and raises one UsageError listing every problem."""
+    from edgepack.release.shard import assign
 
     base = config_path.parent if config_path is not None else Path()
     if config is None:
@@ -443,19 +545,160 @@ def resolve(
                 "e.g. edgepack build model.py:build_model --target rpi4 (repeat --target for a "
                 "matrix)",
             )
-        entries = [TargetEntry(target=t) for t in over.targets]
-        model = ModelSection(source=over.source)
+        all_entries = [TargetEntry(target=t) for t in over.targets]
+        entries = all_entries
+        model_entries: list[ModelSection | ModelEntry] = [ModelSection(source=over.source)]
         data = DataSection()
         compression = CompressionSection()
         default_gates = Gates()
         build = BuildSection()
     else:
+        all_entries = config.targets
         entries = _select(config.targets, over.targets)
-        model = config.model
+        model_entries = list(config.models) if config.models is not None else []
+        if config.model is not None:
+            model_entries = [config.model]
         data = config.data
         compression = config.compression
         default_gates = config.gates
         build = config.build
+    multi = config is not None and config.models is not None
+    origin = str(config_path) if config_path is not None else "the command line"
+    if multi:
+        flags = [
+            flag
+            for flag, v in (
+                ("a model source", over.source),
+                ("--weights", over.weights),
+                ("--input-shape", over.input_shapes),
+                ("--name", over.name),
+            )
+            if v
+        ]
+        if flags:
+            raise UsageError(
+                f"{', '.join(flags)} set(s) one model, but {origin} lists "
+                f"{len(model_entries)} [[models]]",
+                "set source, weights, input_shapes and name in each [[models]] entry",
+            )
+    problems: list[str] = []
+    selections: list[list[TargetEntry]] = []
+    for i, m in enumerate(model_entries):
+        if isinstance(m, ModelEntry):
+            chosen, bad = _model_targets(m, i, entries, all_entries)
+            problems += bad
+            selections.append(chosen)
+        else:
+            selections.append(entries)
+    seen_names: dict[str, int] = {}
+    for i, m in enumerate(model_entries):
+        if isinstance(m, ModelEntry):
+            if m.name in seen_names:
+                problems.append(
+                    f"models[{i}].name: '{m.name}' is also models[{seen_names[m.name]}]'s name "
+                    "(package folders are <name>-<target>: each model needs its own name)"
+                )
+            seen_names.setdefault(m.name, i)
+    n_built = sum(len(s) for s in selections)
+    if over.output is not None and n_built > 1:
+        raise UsageError(
+            f"--output names one package folder but {n_built} targets are built",
+            "use --output-dir DIR (packages go to DIR/<name>-<target>), or select one --target",
+        )
+    out_dir = over.output_dir or _rebase(base, build.output_dir) or Path("dist")
+    models: list[ModelPlan] = []
+    matrix: list[TargetJob] = []
+    seen_dest: dict[Path, str] = {}
+    for i, (m, chosen) in enumerate(zip(model_entries, selections, strict=True)):
+        mdata = data
+        if isinstance(m, ModelEntry) and m.data is not None:
+            mdata = DataSection.model_validate(
+                {**data.model_dump(), **m.data.model_dump(exclude_unset=True)}
+            )
+        plan, jobs = _resolve_model(
+            m,
+            f"models[{i}] ({m.name}) " if multi else "",
+            chosen,
+            base,
+            over,
+            mdata,
+            compression,
+            default_gates,
+            build,
+            out_dir,
+            multi,
+            seen_dest,
+            problems,
+        )
+        if plan is not None:
+            models.append(plan)
+        matrix += jobs
+    if not matrix and not problems:
+        problems.append(
+            "no [[models]] entry is built for the selected targets "
+            + f"({', '.join(over.targets)})"
+        )
+    mine = matrix
+    if over.shard is not None:
+        slices = {t.id: s for s, t in assign(matrix, over.shard.count)}
+        matrix = [dataclasses.replace(t, shard=slices[t.id]) for t in matrix]
+        mine = [t for t in matrix if t.shard == over.shard.index]
+    for t in mine:
+        if t.dest.exists() and not over.force:
+            where = f"{t.id}" if multi else f"targets[{_index_of(entries, t)}] ({t.id})"
+            problems.append(f"{where}: destination {t.dest} already exists (pass --force)")
+    if problems:
+        raise UsageError(
+            f"{len(problems)} problem(s) in {origin}: " + "; ".join(dict.fromkeys(problems)),
+            "fix them and run `edgepack build --dry-run` again; targets: `edgepack targets list`",
+        )
+    n_jobs = over.jobs or build.jobs or min(2, len(mine))
+    first = models[0]
+    return ReleasePlan(
+        config=config_path,
+        source=first.source,
+        name=first.name,
+        weights=first.weights,
+        input_shapes=first.input_shapes,
+        data=first.data,
+        compression=compression.model_dump(exclude_none=True),
+        jobs=max(1, min(n_jobs, len(mine))),
+        targets=tuple(mine),
+        models=tuple(models),
+        output_dir=out_dir,
+        shard=over.shard,
+        matrix=tuple(matrix),
+        multi_model=multi,
+    )
+
+
+def _index_of(entries: list[TargetEntry], job: TargetJob) -> int:
+    ids = [_entry_id(e) for e in entries]
+    jid = job.id.rpartition("/")[2]
+    return ids.index(jid) if jid in ids else 0
+
+
+def _resolve_model(
+    model: ModelSection | ModelEntry,
+    where_model: str,
+    entries: list[TargetEntry],
+    base: Path,
+    over: Overrides,
+    data: DataSection,
+    compression: CompressionSection,
+    default_gates: Gates,
+    build: BuildSection,
+    out_dir: Path,
+    multi: bool,
+    seen_dest: dict[Path, str],
+    problems: list[str],
+) -> tuple[ModelPlan | None, list[TargetJob]]:
+    """One model's plan and target jobs; problems are appended to ``problems``."""
+    from edgepack.accuracy.fallback import FallbackPrecision
+    from edgepack.errors import EdgepackError
+    from edgepack.pipeline import BuildPlan, check_plan
+    from edgepack.source import default_name, name_problem
+    from edgepack.targets import load_target
 
     source = over.source or _rebase_source(base, model.source)
     label = over.source or model.source  # recorded in manifests: as written
@@ -464,16 +707,12 @@ def resolve(
     name = over.name if over.name is not None else (model.name or default_name(source))
     calibration = over.calibration or _rebase(base, data.calibration)
     evaluation = over.eval or _rebase(base, data.eval)
-    out_dir = over.output_dir or _rebase(base, build.output_dir) or Path("dist")
-    if over.output is not None and len(entries) > 1:
-        raise UsageError(
-            f"--output names one package folder but {len(entries)} targets are built",
-            "use --output-dir DIR (packages go to DIR/<name>-<target>), or select one --target",
-        )
-    bad_name = name_problem(name, "--name" if over.name is not None else "model.name")
-    if bad_name is not None:
-        raise UsageError(bad_name, "packages go to <output_dir>/<name>-<target>; e.g. --name mynet")
-    problems: list[str] = []
+    if not multi:
+        bad_name = name_problem(name, "--name" if over.name is not None else "model.name")
+        if bad_name is not None:
+            raise UsageError(
+                bad_name, "packages go to <output_dir>/<name>-<target>; e.g. --name mynet"
+            )
     extra: dict[str, Any] = {}
     try:
         extra = compression_fields(over, compression, _rebase(base, data.train))
@@ -481,10 +720,9 @@ def resolve(
         problems.append(f"[compression]: {err.message}")
     jobs: list[TargetJob] = []
     seen_ids: dict[str, int] = {}
-    seen_dest: dict[Path, str] = {}
     for i, e in enumerate(entries):
         jid = _entry_id(e)
-        where = f"targets[{i}] ({jid})"
+        where = f"{where_model}targets[{i}] ({jid})"
         if jid in seen_ids:
             problems.append(
                 f"{where}: the same target twice; give each entry its own 'variant' "
@@ -509,9 +747,14 @@ def resolve(
             gates = gates.merged(Gates(allow_missing_latency=True))
         if gates.max_latency_ms is None and profile.budgets.max_latency_ms is not None:
             gates = gates.merged(Gates(max_latency_ms=profile.budgets.max_latency_ms))
+        if multi and e.output is not None:
+            problems.append(
+                f"{where}: 'output' names one folder, but [[models]] builds the entry for each "
+                "model; drop it (packages go to <output_dir>/<name>-<target>)"
+            )
         if over.output is not None:
             dest = over.output
-        elif e.output is not None and over.output_dir is None:
+        elif e.output is not None and over.output_dir is None and not multi:
             dest = _rebase(base, e.output) or Path()
         else:
             dest = out_dir / f"{name}-{jid}"
@@ -562,29 +805,26 @@ def resolve(
             check_plan(plan)
         except EdgepackError as err:
             problems.append(f"{where}: {err.message}")
+        job_id = f"{name}/{jid}" if multi else jid
         if dest in seen_dest:
             problems.append(f"{where}: output {dest} is also {seen_dest[dest]}'s output")
-        seen_dest[dest] = jid
-        if dest.exists() and not over.force:
-            problems.append(f"{where}: destination {dest} already exists (pass --force)")
+        seen_dest[dest] = job_id
         latency_result = _rebase(base, gates.latency_result)
         if latency_result is not None and not latency_result.is_file():
             problems.append(f"{where}: gates.latency_result file not found: {latency_result}")
-        jobs.append(TargetJob(jid, plan, dest, gates, latency_result))
-    problems += _check_source(source, weights)
-    if data.train is not None and not (base / data.train).exists():
-        problems.append(f"data.train not found: {_rebase(base, data.train)}")
-    if problems:
-        origin = str(config_path) if config_path is not None else "the command line"
-        raise UsageError(
-            f"{len(problems)} problem(s) in {origin}: " + "; ".join(dict.fromkeys(problems)),
-            "fix them and run `edgepack build --dry-run` again; targets: `edgepack targets list`",
+        jobs.append(
+            TargetJob(
+                job_id, plan, dest, gates, latency_result, model=name, variant=e.variant or ""
+            )
         )
-    n_jobs = over.jobs or build.jobs or min(2, len(jobs))
-    return ReleasePlan(
-        config=config_path,
-        source=source,
+    problems += [f"{where_model}{p}" for p in _check_source(source, weights)]
+    if data.train is not None and not (base / data.train).exists():
+        problems.append(f"{where_model}data.train not found: {_rebase(base, data.train)}")
+    if not entries:
+        return None, jobs
+    model_plan = ModelPlan(
         name=name,
+        source=source,
         weights=weights,
         input_shapes=shapes,
         data={
@@ -596,10 +836,8 @@ def resolve(
             "preprocess": over.preprocess or data.preprocess,
             "labels": str(jobs[0].plan.labels) if jobs and jobs[0].plan.labels else None,
         },
-        compression=compression.model_dump(exclude_none=True),
-        jobs=max(1, min(n_jobs, len(jobs))),
-        targets=tuple(jobs),
     )
+    return model_plan, jobs
 
 
 def _check_source(source: str, weights: Path | None) -> list[str]:
@@ -661,6 +899,8 @@ def render_template(
         else '# input_shapes = ["1x3x224x224"]',
         "# Package name (default: from the source); packages go to <output_dir>/<name>-<target>.",
         f"name = {_q(name)}" if name else '# name = "mymodel"',
+        "# Several models: one [[models]] table each instead of [model] (name, source, weights,",
+        '# input_shapes, data = { eval = ... }, targets = ["rpi4"]; default every target).',
         "",
         "[data]",
         "# .npz (arrays x and y), .npy, a folder of .npy files (samples stacked on axis 0),",

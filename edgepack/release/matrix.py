@@ -1,8 +1,12 @@
-"""Matrix builds: one model, exported once, built for every target in parallel processes.
+"""Matrix builds: each model exported once, built for its targets in parallel processes.
 
-    load + torch.export (once, here) -> per target, in a "spawn" process pool:
+    per model: load + torch.export (once, here) -> per target, in a "spawn" process pool:
         convert -> quantize -> validate -> package
     -> release gates (size, RAM, latency from a benchmark result) -> summary
+
+The targets of one model build while the next model exports. With ``--shard I/N`` only the
+plan's slice is built, and the shard's summary (edgepack.release.shard) lands in the output
+folder for `edgepack report` / `verify` to merge.
 
 One target failing never loses the others' packages: every target is its own future, and a
 failure is recorded with its message and hint. The exit code is 0 when every target built and
@@ -115,9 +119,30 @@ class TargetOutcome:
 
 
 @dataclass
+class ModelExport:
+    """One model's shared export: what the matrix did once for all its targets."""
+
+    model: str
+    seconds: float
+    cache_key: str  # "" when the export could not be cached (compressed model, --no-cache)
+    targets: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "seconds": round(self.seconds, 3),
+            "cache_key": self.cache_key or None,
+            "targets": self.targets,
+        }
+
+
+@dataclass
 class MatrixResult:
     outcomes: list[TargetOutcome]
-    export_seconds: float = 0.0
+    export_seconds: float = 0.0  # every model's export, summed
+    exports: list[ModelExport] = field(default_factory=list)
+    shard: Any = None  # edgepack.release.shard.Shard
+    skipped: list[TargetJob] = field(default_factory=list)  # jobs of the other shards
 
     @property
     def exit_code(self) -> int:
@@ -130,7 +155,12 @@ class MatrixResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "exit_code": self.exit_code,
+            "shard": None if self.shard is None else self.shard.to_dict(),
+            "exports": [e.to_dict() for e in self.exports],
             "targets": [o.to_dict() for o in self.outcomes],
+            "skipped": [
+                {"id": t.id, "shard": t.shard, "package": t.dest.name} for t in self.skipped
+            ],
         }
 
 
@@ -425,30 +455,62 @@ def run_matrix(plan: ReleasePlan, progress: Progress = _no_progress) -> MatrixRe
 
 
 def _run_matrix(plan: ReleasePlan, progress: Progress) -> MatrixResult:
+    from edgepack.errors import EdgepackError
     from edgepack.pipeline import prepare
     from edgepack.stages.base import StageContext
 
     work = Path(tempfile.mkdtemp(prefix="edgepack-matrix-"))
-    ctx = StageContext(workdir=work, progress=lambda m: progress("*", m), seed=0)
     parallel = plan.jobs > 1 and len(plan.targets) > 1
     # Workers start (and import torch / litert-torch) while this process exports.
     pool = _Pool(plan.jobs, progress) if parallel else None
+    exports: list[ModelExport] = []
     try:
-        with ctx.timed() as elapsed:
-            _, shared, _ = prepare([t.plan for t in plan.targets], ctx, plan.name)
-        export_seconds = elapsed()
         raw: dict[str, dict[str, Any]] = {}
-        if pool is not None:
-            raw = pool.build(plan, shared)
-        else:
-            for t in plan.targets:
+        for model, jobs in plan.groups():  # one export per model, shared by its targets
+
+            def shared_progress(m: str, prefix: str = f"{model.name}: ") -> None:
+                progress("*", prefix + m if plan.multi_model else m)
+
+            ctx = StageContext(workdir=work / model.name, progress=shared_progress, seed=0)
+            try:
+                with ctx.timed() as elapsed:
+                    _, shared, _ = prepare([t.plan for t in jobs], ctx, model.name)
+            except EdgepackError as err:
+                if not plan.multi_model:
+                    raise  # shared by every target: the command fails
+                # Several models: this model's targets fail, the other models still build.
+                for t in jobs:
+                    raw[t.id] = {
+                        "status": Status.FAILED.value,
+                        "message": f"model {model.name}: {err.message}",
+                        "hint": err.hint,
+                    }
+                continue
+            exports.append(
+                ModelExport(model.name, elapsed(), shared.exported.cache_key, [t.id for t in jobs])
+            )
+            if pool is not None:
+                pool.submit(jobs, shared)  # they build while the next model exports
+                continue
+            for t in jobs:
 
                 def report(m: str, i: str = t.id) -> None:
                     progress(i, m)
 
                 raw[t.id] = _build_target(t, shared, report)
+        if pool is not None:
+            raw.update(pool.results())
         outcomes = [_outcome(t, raw[t.id]) for t in plan.targets]
-        return MatrixResult(outcomes, export_seconds=export_seconds)
+        result = MatrixResult(
+            outcomes,
+            export_seconds=sum(e.seconds for e in exports),
+            exports=exports,
+            shard=plan.shard,
+            skipped=list(plan.skipped),
+        )
+        if plan.shard is not None:
+            write_shard_summary(plan, result)
+        return result
     except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (edgepack.cli), a bug: no worker survives
         if pool is not None:
             pool.terminate()
@@ -457,6 +519,29 @@ def _run_matrix(plan: ReleasePlan, progress: Progress) -> MatrixResult:
         if pool is not None:
             pool.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def write_shard_summary(plan: ReleasePlan, result: MatrixResult) -> Path:
+    """``<output_dir>/edgepack-shard-I-of-N.json``: this shard, the whole matrix (each job
+    with its shard and package folder) and this shard's outcomes, written atomically."""
+    from edgepack.release.shard import SUMMARY_SCHEMA
+
+    doc = {
+        "schema": SUMMARY_SCHEMA,
+        "shard": plan.shard.to_dict(),
+        "config": None if plan.config is None else str(plan.config),
+        "matrix": [
+            {"id": t.id, "model": t.model, "shard": t.shard, "package": t.dest.name}
+            for t in plan.matrix
+        ],
+        **result.to_dict(),
+    }
+    plan.output_dir.mkdir(parents=True, exist_ok=True)
+    dest = plan.output_dir / plan.shard.summary_name
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, dest)
+    return dest
 
 
 def _warm() -> None:
@@ -486,6 +571,7 @@ class _Pool:
         self.pool = self._executor(jobs)
         self.extra: list[ProcessPoolExecutor] = []  # one-target pools of a crash re-run
         self.warm = [self.pool.submit(_warm) for _ in range(jobs)]
+        self.futures: dict[str, tuple[TargetJob, Any, Future[dict[str, Any]]]] = {}
 
     def _executor(self, jobs: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -505,20 +591,23 @@ class _Pool:
                 return
             self.progress(tid, msg)
 
-    def build(self, plan: ReleasePlan, shared: Any) -> dict[str, dict[str, Any]]:
-        futures: dict[str, Future[dict[str, Any]]] = {
-            t.id: self.pool.submit(_build_target_worker, t, shared) for t in plan.targets
-        }
+    def submit(self, targets: list[TargetJob], shared: Any) -> None:
+        """Queue one model's targets (they share its export)."""
+        for t in targets:
+            self.futures[t.id] = (t, shared, self.pool.submit(_build_target_worker, t, shared))
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        """Wait for every submitted target."""
         raw: dict[str, dict[str, Any]] = {}
-        lost: list[TargetJob] = []
-        for t in plan.targets:
+        lost: list[tuple[TargetJob, Any]] = []
+        for t, shared, future in self.futures.values():
             try:
-                raw[t.id] = futures[t.id].result()
+                raw[t.id] = future.result()
             except BrokenProcessPool:
-                lost.append(t)  # a worker died: every unfinished target of the pool fails
+                lost.append((t, shared))  # a worker died: every unfinished target fails
         # One crash must not take the other targets down: each lost target is built again
         # alone, in a fresh process, so only the one that crashes again is reported.
-        for t in lost:
+        for t, shared in lost:
             with self._executor(1) as alone:
                 self.extra.append(alone)
                 try:

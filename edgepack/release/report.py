@@ -21,28 +21,45 @@ from typing import Any
 
 from edgepack import __version__
 from edgepack.errors import PackageError, UsageError
-from edgepack.manifest import MANIFEST_NAME, read_manifest
+from edgepack.manifest import read_manifest
 
 RESULT_SCHEMA = "edgepack.bench-result/1"
 MAX_SAMPLES = 1000  # per benchmark series drawn as dots (the box uses every run)
 
 
-def find_packages(inputs: list[Path]) -> list[Path]:
-    found: list[Path] = []
-    for p in inputs:
-        if (p / MANIFEST_NAME).is_file():
-            found.append(p)
-        elif p.is_dir():
-            inner = sorted(c for c in p.iterdir() if (c / MANIFEST_NAME).is_file())
-            if not inner:
-                raise PackageError(
-                    f"no packages in {p}",
-                    "pass a dist folder holding packages, or package folders (with manifest.json)",
-                )
-            found += inner
-        else:
-            raise UsageError(f"not found: {p}", "pass dist folders or package folders")
-    return list(dict.fromkeys(found))
+def find_packages(inputs: list[Path], allow_missing_shards: bool = False) -> list[Path]:
+    """The packages of ``inputs`` (package folders, dist folders, folders of dist folders),
+    merged across the shards of a matrix (edgepack.release.merge)."""
+    return merged_packages(inputs, allow_missing_shards)[0]
+
+
+def merged_packages(
+    inputs: list[Path], allow_missing_shards: bool = False
+) -> tuple[list[Path], Any]:
+    """Packages plus the merge record; raises when shards disagree or (unless allowed) a
+    shard is missing."""
+    from edgepack.release.merge import merge
+
+    merged = merge(inputs)
+    bad = [*merged.conflicts, *merged.disagreements]
+    if bad:
+        raise PackageError(
+            f"the dist folders do not merge: {'; '.join(bad)}",
+            "a package must come from one build: download each shard's artifact once, from "
+            "the same CI run",
+        )
+    if merged.missing_shards and not allow_missing_shards:
+        raise PackageError(
+            "; ".join(merged.missing_shards),
+            "pass the dist folder of every shard (download every CI job's artifact), or "
+            "--allow-missing-shards to report the shards that are there",
+        )
+    if not merged.packages:
+        raise PackageError(
+            "no packages in " + ", ".join(str(p) for p in inputs),
+            "every shard built nothing; check the build jobs' logs",
+        )
+    return merged.packages, merged
 
 
 def _layers(model_path: Path) -> list[dict[str, Any]]:
@@ -146,10 +163,11 @@ def _compat(manifest: dict[str, Any]) -> list[dict[str, Any]] | None:
     return out
 
 
-def collect(inputs: list[Path]) -> dict[str, Any]:
+def collect(inputs: list[Path], allow_missing_shards: bool = False) -> dict[str, Any]:
     """Everything the report shows, as JSON-able data."""
     packages = []
-    for pkg in find_packages(inputs):
+    found, merged = merged_packages(inputs, allow_missing_shards)
+    for pkg in found:
         m = read_manifest(pkg)
         metrics = m.get("metrics") or {}
         acc = metrics.get("accuracy") or {}
@@ -180,7 +198,11 @@ def collect(inputs: list[Path]) -> dict[str, Any]:
                 "compat": _compat(m),
             }
         )
-    return {"edgepack_version": __version__, "packages": packages}
+    return {
+        "edgepack_version": __version__,
+        "packages": packages,
+        "shards": None if merged.shard_count is None else merged.to_dict(),
+    }
 
 
 def _fmt_kb(n: Any) -> str:
@@ -289,7 +311,20 @@ def _summary_table(data: dict[str, Any]) -> str:
             "gates",
         )
     )
-    return f"<table class='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    table = f"<table class='summary'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return table + _shard_notes(data.get("shards"))
+
+
+def _shard_notes(shards: dict[str, Any] | None) -> str:
+    """Which shards of a --shard build the report merges, and what is missing."""
+    if not shards:
+        return ""
+    found = ", ".join(f"{i}/{shards['count']}" for i in shards["found"])
+    out = f'<p class="shards">merged from shard(s) {html.escape(found)} of {shards["count"]}</p>'
+    return out + "".join(
+        f'<p class="shards missing">{html.escape(str(m))}</p>'
+        for m in (*shards["missing"], *shards["not_built"])
+    )
 
 
 _PLACEHOLDER = re.compile(r"%%([A-Z]+)%%")

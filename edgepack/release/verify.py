@@ -88,6 +88,60 @@ class VerifyReport:
             )
 
 
+@dataclass
+class ReleaseReport:
+    """Every package of one or more dist folders, and the checks of their merge."""
+
+    reports: list[VerifyReport]
+    checks: list[Check]
+    shards: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.reports) and all(
+            c.status is not CheckStatus.FAIL for c in self.checks
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "packages": [r.to_dict() for r in self.reports],
+            "release": [c.to_dict() for c in self.checks],
+            "shards": self.shards,
+        }
+
+    def raise_if_failed(self) -> None:
+        bad = [f"{r.package.name}: {c.name}: {c.detail}" for r in self.reports for c in r.failures]
+        bad += [c.detail for c in self.checks if c.status is CheckStatus.FAIL]
+        if bad:
+            raise VerifyError(
+                f"{len(bad)} check(s) failed: " + "; ".join(bad),
+                "do not ship it: every shard's dist folder must be there, each package built "
+                "once (rebuild a failed one with `edgepack build --shard I/N`)",
+            )
+
+
+def verify_release(inputs: list[Path], target: str | None = None) -> ReleaseReport:
+    """Verify every package of ``inputs`` (dist or package folders, the dist folders of every
+    --shard) and check their merge: a package twice with other bytes, missing shards, packages of
+    the matrix that are not there (edgepack.release.merge)."""
+    from edgepack.release.merge import merge
+
+    merged = merge(inputs)
+    checks = [Check("merge", CheckStatus.FAIL, p) for p in merged.problems]
+    if merged.shard_count is not None and not merged.problems:
+        checks.append(
+            Check(
+                "shards",
+                CheckStatus.PASS,
+                f"{len(merged.shards_found)} shard summary(ies) of {merged.shard_count}; "
+                f"every package of the matrix is there",
+            )
+        )
+    reports = [verify_package(p, target) for p in merged.packages]
+    return ReleaseReport(reports, checks, None if merged.shard_count is None else merged.to_dict())
+
+
 def verify_package(package: str | Path, target: str | None = None) -> VerifyReport:
     """Run every check; never raises for a bad package (see :meth:`raise_if_failed`)."""
     pkg = Path(package)

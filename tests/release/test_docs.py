@@ -26,7 +26,39 @@ def test_ci_example_builds_verifies_benchmarks_and_uploads_the_report() -> None:
     assert "edgepack report dist/ -o report.html" in runs
     uploads = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact")]
     assert any("report.html" in u["with"]["path"] for u in uploads)
-    assert wf["jobs"]["benchmark"]["needs"] == "build"
+    assert wf["jobs"]["merge"]["needs"] == "build"
+    assert wf["jobs"]["benchmark"]["needs"] == "merge"
+
+
+def test_ci_example_runs_every_shard_and_merges_them() -> None:
+    import re
+
+    wf = yaml.safe_load((REPO / "docs" / "ci-example.yml").read_text())
+    build = wf["jobs"]["build"]
+    shards = build["strategy"]["matrix"]["shard"]
+    build_runs = "\n".join(s.get("run", "") for s in build["steps"])
+    counts = {int(n) for n in re.findall(r"--shard \$\{\{ matrix\.shard \}\}/(\d+)", build_runs)}
+    assert len(counts) == 1, counts  # one N for the dry run and the build
+    (n,) = counts
+    assert sorted(shards) == list(range(1, n + 1))  # every I in 1..N, once
+    assert "edgepack build --force --shard" in build_runs
+    (upload,) = [s for s in build["steps"] if "upload-artifact" in str(s.get("uses", ""))]
+    assert upload["with"]["path"] == "dist/" and "matrix.shard" in upload["with"]["name"]
+    assert upload["if"] == "always()"
+    merge = wf["jobs"]["merge"]
+    (download,) = [s for s in merge["steps"] if "download-artifact" in str(s.get("uses", ""))]
+    folder = download["with"]["path"]
+    merge_runs = "\n".join(s.get("run", "") for s in merge["steps"])
+    assert f"edgepack verify {folder}/" in merge_runs
+    assert f"edgepack report {folder}/" in merge_runs
+    # edgepack is installed from the checkout (it is not published on a package index).
+    for job in wf["jobs"].values():
+        installs = [s["run"] for s in job["steps"] if "install" in s.get("run", "")]
+        assert installs, job
+        for run in installs:
+            assert "make install" in run or "-c constraints.txt -e ." in run, run
+            assert "pip install edgepack" not in run
+        assert job["steps"][0]["uses"].startswith("actions/checkout")
 
 
 def test_readme_documents_the_exit_codes() -> None:

@@ -36,15 +36,24 @@ def test_bars_on_a_terminal() -> None:
 
 def test_plain_lines_when_not_a_terminal() -> None:
     log = io.StringIO()
-    with build_progress(["rpi4", "host"], enabled=True, stream=log) as report:
+    ticks = iter(float(i) for i in range(100))  # a clock advancing 1 s per message
+    with build_progress(
+        ["rpi4", "host"], enabled=True, stream=log, clock=lambda: next(ticks)
+    ) as report:
         feed(report)
+        report("host", "package: again on another node", node="worker-2")
     lines = log.getvalue().splitlines()
-    assert lines[:3] == [
+    # One line per target and stage: the target, its node, the seconds since its first line.
+    assert lines[:4] == [
         "  load: model source",
         "  export: torch.export",
-        "  [rpi4] convert: litert-torch to float32 .tflite",
+        "  [rpi4 @ local, 0.0 s] convert: litert-torch to float32 .tflite",
+        "  [rpi4 @ local, 1.0 s] quantize: full-int8 (ai-edge-litert calibrator)",
     ]
-    assert len(lines) == 10 and "\x1b[" not in log.getvalue()
+    assert lines[6] == "  [host @ local, 0.0 s] convert: litert-torch to float32 .tflite"
+    assert lines[9] == "  [host @ local, 3.0 s] package: dist/digits-host"
+    assert lines[10] == "  [host @ worker-2, 4.0 s] package: again on another node"
+    assert len(lines) == 11 and "\x1b[" not in log.getvalue()
 
 
 def test_disabled_prints_nothing() -> None:
