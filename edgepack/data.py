@@ -144,11 +144,13 @@ def load_dataset(
     samples: int | None = None,
     require_labels: bool = False,
     seed: int = 0,
+    tokenizer: str | None = None,
 ) -> Dataset:
     """Load and validate data for a model with inputs ``specs``.
 
     ``purpose`` ("calibration", "evaluation", "training") names the data in messages.
     ``samples`` of them are used, drawn with ``seed`` (:meth:`Dataset.select`).
+    ``tokenizer``: the model's tokenizer folder, for text files (:mod:`edgepack.textdata`).
     """
     p = Path(path)
     if not p.exists():
@@ -209,6 +211,10 @@ def load_dataset(
             if k in content:
                 labels = content[k]
                 break
+    elif p.suffix in (".txt", ".jsonl"):
+        from edgepack.textdata import load_text
+
+        inputs, labels = load_text(p, specs, tokenizer, purpose)
     else:
         raise DataError(f"{purpose} data {p} has an unsupported format '{p.suffix}'", _FORMAT_HINT)
 

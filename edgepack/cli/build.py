@@ -12,7 +12,17 @@ from edgepack.cli.output import echo_json, echo_pairs, echo_table
 # `build --help` groups its options in these panels (by parameter name); an option missing
 # here shows under "Options" (tests/cli/test_cli_polish.py checks none is missing).
 PANELS: dict[str, tuple[str, ...]] = {
-    "Model": ("target", "config", "weights", "input_shape", "name"),
+    "Model": (
+        "target",
+        "config",
+        "weights",
+        "input_shape",
+        "name",
+        "factory_arg",
+        "pretrained",
+        "task",
+        "sequence_length",
+    ),
     "Data": ("calibration", "calibration_samples", "eval_data", "eval_samples", "train"),
     "Quantization": (
         "quantization",
@@ -105,7 +115,8 @@ def register(app: typer.Typer) -> None:
     def build(
         source: str | None = typer.Argument(
             None,
-            help="module.path:factory, path/to/model.py:factory, or an exported .pt2. "
+            help="module.path:factory, path/to/model.py:factory, an exported .pt2, or a model "
+            "by name: torchvision:NAME, timm:NAME, hf:ORG/MODEL or hf:path/to/folder. "
             "Omitted: build every target of ./edgepack.toml (or --config).",
         ),
         target: list[str] = typer.Option(
@@ -123,6 +134,31 @@ def register(app: typer.Typer) -> None:
         ),
         input_shape: list[str] = typer.Option(
             [], "--input-shape", help="Input shape like 1x3x224x224 (repeat for several inputs)."
+        ),
+        factory_arg: list[str] = typer.Option(
+            [],
+            "--factory-arg",
+            help="key=value passed to the factory (repeatable; int, float, true/false, none, "
+            "JSON lists, else a string).",
+        ),
+        pretrained: str | None = typer.Option(
+            None,
+            "--pretrained",
+            is_flag=False,
+            flag_value="DEFAULT",
+            help="torchvision:/timm: sources: load the DEFAULT weights, or --pretrained NAME "
+            "(e.g. IMAGENET1K_V1), from the library's cache (default: random init).",
+        ),
+        task: str | None = typer.Option(
+            None,
+            "--task",
+            help="hf: sources: the head, e.g. sequence-classification, feature-extraction, "
+            "image-classification, masked-lm (default: from the model's config).",
+        ),
+        sequence_length: int | None = typer.Option(
+            None,
+            "--sequence-length",
+            help="hf: text sources: tokens per input (default: min(128, the tokenizer's max)).",
         ),
         quantization: str | None = typer.Option(
             None,
@@ -274,6 +310,10 @@ def register(app: typer.Typer) -> None:
             source=source,
             weights=weights,
             input_shapes=tuple(input_shape),
+            factory_args=_factory_args(factory_arg),
+            pretrained=pretrained,
+            task=task,
+            sequence_length=sequence_length,
             name=name,
             targets=tuple(target),
             quantization=parse_enum("--quantization", quantization, "QuantMode"),
@@ -330,7 +370,8 @@ def register(app: typer.Typer) -> None:
         if dry_run:
             from edgepack.source import check_source
 
-            check_source(plan.source)  # imports the factory's module; builds nothing
+            # imports the factory's module / the named source's library; builds nothing
+            check_source(plan.source, plan.source_options)
             if json_:
                 echo_json({"dry_run": True, **plan.to_dict()})
             else:
@@ -353,6 +394,12 @@ def echo_timings(target: str, manifest: dict[str, Any]) -> None:
     total = sum(seconds.values())
     parts = ", ".join(f"{name} {s:.2f} s" for name, s in seconds.items())
     typer.echo(f"timings {target}: {parts} (total {total:.2f} s)", err=True)
+
+
+def _factory_args(items: list[str]) -> tuple[tuple[str, Any], ...] | None:
+    from edgepack.source import parse_factory_args
+
+    return parse_factory_args(items) if items else None
 
 
 def _latency_runs(runs: int | None, off: bool) -> int | None:
@@ -391,6 +438,10 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
         target=load_target(target),
         weights=over.weights,
         input_shapes=over.input_shapes,
+        factory_args=over.factory_args or (),
+        pretrained=over.pretrained,
+        task=over.task,
+        sequence_length=over.sequence_length,
         quantization=over.quantization,
         io_dtype=over.io_dtype,
         io_layout=over.io_layout,
@@ -464,6 +515,11 @@ def _print_plan(plan: Any) -> None:
         f"model:  {m['source']} (name {m['name']}, weights {m['weights'] or '-'}, "
         f"inputs {' '.join(m['input_shapes']) or 'from the factory'})"
     )
+    options = {
+        k: m[k] for k in ("factory_args", "pretrained", "task", "sequence_length") if m.get(k)
+    }
+    if options:
+        typer.echo("        " + ", ".join(f"{k} {v}" for k, v in options.items()))
     data = ", ".join(f"{k} {v}" for k, v in d["data"].items() if v is not None) or "-"
     typer.echo(f"data:   {data}")
     if d["compression"]:

@@ -38,6 +38,12 @@ class ModelSection(_Strict):
     source: str = Field(min_length=1)
     weights: str | None = None
     input_shapes: list[str] = Field(default_factory=list)
+    # Keyword arguments of the factory (or of a named source's builder), recorded and cached.
+    factory_args: dict[str, Any] | None = None
+    # Named sources (torchvision:, timm:): true = the DEFAULT weights, or a weights name.
+    pretrained: bool | str | None = None
+    task: str | None = None  # hf: sources: the head (sequence-classification, ...)
+    sequence_length: int | None = Field(default=None, ge=1)  # hf: text sources
     name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=64)
 
 
@@ -224,6 +230,10 @@ class Overrides:
     source: str | None = None
     weights: Path | None = None
     input_shapes: tuple[str, ...] = ()
+    factory_args: tuple[tuple[str, Any], ...] | None = None  # None: the file's
+    pretrained: str | None = None
+    task: str | None = None
+    sequence_length: int | None = None
     name: str | None = None
     targets: tuple[str, ...] = ()  # select entries (by id or target), or the targets to build
     quantization: QuantMode | None = None
@@ -340,6 +350,7 @@ class ReleasePlan:
     compression: dict[str, Any]
     jobs: int
     targets: tuple[TargetJob, ...] = field(default_factory=tuple)
+    source_options: Any = None  # edgepack.source.SourceOptions
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -349,6 +360,7 @@ class ReleasePlan:
                 "name": self.name,
                 "weights": None if self.weights is None else str(self.weights),
                 "input_shapes": list(self.input_shapes),
+                **(self.source_options.record() if self.source_options is not None else {}),
             },
             "data": self.data,
             "compression": self.compression,
@@ -378,6 +390,8 @@ def _rebase(base: Path, value: str | None) -> Path | None:
 
 def _rebase_source(base: Path, spec: str) -> str:
     """Relative file sources follow the config; dotted module sources are left alone."""
+    if spec.startswith("hf:") and spec[3:].startswith("."):  # a local Hugging Face folder
+        return f"hf:{_rebase(base, spec[3:])}"
     target, sep, factory = spec.rpartition(":")
     if sep and (target.endswith(".py") or "/" in target):
         return f"{_rebase(base, target)}:{factory}"
@@ -455,6 +469,18 @@ def resolve(
     label = over.source or model.source  # recorded in manifests: as written
     weights = over.weights or _rebase(base, model.weights)
     shapes = over.input_shapes or tuple(model.input_shapes)
+    from edgepack.source import SourceOptions, parse_factory_args
+
+    file_pretrained = model.pretrained
+    source_options = SourceOptions(
+        factory_args=over.factory_args
+        if over.factory_args is not None
+        else parse_factory_args(model.factory_args or {}),
+        pretrained=over.pretrained
+        or ("DEFAULT" if file_pretrained is True else file_pretrained or None),
+        task=over.task or model.task,
+        sequence_length=over.sequence_length or model.sequence_length,
+    )
     name = over.name if over.name is not None else (model.name or default_name(source))
     calibration = over.calibration or _rebase(base, data.calibration)
     evaluation = over.eval or _rebase(base, data.eval)
@@ -514,6 +540,10 @@ def resolve(
             target=profile,
             weights=weights,
             input_shapes=shapes,
+            factory_args=source_options.factory_args,
+            pretrained=source_options.pretrained,
+            task=source_options.task,
+            sequence_length=source_options.sequence_length,
             quantization=over.quantization or e.quantization,
             io_dtype=over.io_dtype or e.io_dtype,
             io_layout=over.io_layout or e.io_layout,
@@ -588,6 +618,7 @@ def resolve(
         compression=compression.model_dump(exclude_none=True),
         jobs=max(1, min(n_jobs, len(jobs))),
         targets=tuple(jobs),
+        source_options=source_options,
     )
 
 

@@ -43,6 +43,14 @@ class TorchModel:
     reference: Any = None
     factory: Any = None  # the callable that built it (a factory source): keys the cache
     loaded_modules: frozenset[str] = frozenset()  # modules (re)imported by this load
+    # What the source knows about feeding the model (named sources: torchvision weights'
+    # transforms, timm data config, HF image processor). Keys: resize (int, shorter side),
+    # crop (int or [h, w]), mean / std (3 floats, 0-1 scale), interpolation ('bilinear' |
+    # 'bicubic' | 'nearest'), channel_order ('RGB'), layout ('NCHW'), value_range ([0, 1]).
+    preprocess: dict[str, Any] | None = None
+    tokenizer: str | None = None  # a local folder the model's tokenizer loads from (offline)
+    # Names of the outputs in the package's signature (() : litert-torch's output_0, ...).
+    output_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class ExportedModel:
     inputs: tuple[InputSpec, ...]
     sha256: str
     cache_key: str = ""  # edgepack.cache export key ("": not cached, e.g. a compressed model)
+    output_names: tuple[str, ...] = ()  # the signature's output names (): output_0, ...
 
 
 @dataclass(frozen=True)
