@@ -240,9 +240,12 @@ def _import_target(target: str, spec: str) -> tuple[Any, str | None]:
     try:
         module = importlib.import_module(target)
     except ModuleNotFoundError as exc:
+        from edgepack.named import prefix_hint
+
+        close = prefix_hint(target) if "." not in target else None
         raise ModelLoadError(
             f"cannot import module '{target}' ({_short_exc(exc)})",
-            "check the module path and that it is importable from the current directory",
+            close or "check the module path and that it is importable from the current directory",
         ) from exc
     except Exception as exc:
         raise ModelLoadError(

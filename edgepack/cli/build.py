@@ -90,11 +90,32 @@ def _set_panels(command: Any) -> None:
     command.__signature__ = sig.replace(parameters=params)
 
 
+# Options whose value may be omitted (`--pretrained` alone means the DEFAULT weights): the
+# value is taken as omitted when the option ends the line or the next word is an option.
+OPTIONAL_VALUES = {"--pretrained": "DEFAULT"}
+
+
+def fill_optional_values(args: list[str]) -> list[str]:
+    """``--pretrained --target x`` -> ``--pretrained=DEFAULT --target x``."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg in OPTIONAL_VALUES:
+            nxt = out[i + 1] if i + 1 < len(out) else None
+            if nxt is None or (nxt.startswith("-") and len(nxt) > 1):
+                out[i] = f"{arg}={OPTIONAL_VALUES[arg]}"
+    return out
+
+
 class PanelCommand(typer.core.TyperCommand):
     """Plain-text help with the options grouped in their panels (``rich_help_panel``).
 
     typer draws panels only with rich, whose import doubles the start-up time; click's own
     formatter writes one section per panel instead."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, fill_optional_values(args))
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
         sections: dict[str, list[tuple[str, str]]] = {}
@@ -144,10 +165,9 @@ def register(app: typer.Typer) -> None:
         pretrained: str | None = typer.Option(
             None,
             "--pretrained",
-            is_flag=False,
-            flag_value="DEFAULT",
             help="torchvision:/timm: sources: load the DEFAULT weights, or --pretrained NAME "
-            "(e.g. IMAGENET1K_V1), from the library's cache (default: random init).",
+            "(e.g. IMAGENET1K_V1), from the library's cache (default: random init; put "
+            "the source first: --pretrained takes the next word as NAME).",
         ),
         task: str | None = typer.Option(
             None,

@@ -56,7 +56,10 @@ def _named_outputs(ep: Any, output_names: Sequence[str]) -> None:
     n = sig.out_spec.num_leaves
     if len(output_names) != n:
         return
-    sig.out_spec = pytree.TreeSpec(dict, list(output_names), [pytree.LeafSpec()] * n)
+    if hasattr(pytree, "treespec_dict"):
+        sig.out_spec = pytree.treespec_dict({k: pytree.treespec_leaf() for k in output_names})
+    else:  # older torch
+        sig.out_spec = pytree.TreeSpec(dict, list(output_names), [pytree.LeafSpec()] * n)
 
 
 def convert_program(
