@@ -16,6 +16,7 @@ returns the task's tensor (``logits``, ``last_hidden_state``).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import os
@@ -99,12 +100,16 @@ def offline() -> bool:
 
 def _import(lib: str) -> Any:
     """The library of a named source; missing: one error with the extra to install."""
+    from edgepack._torchvision import import_torchvision
+
     package = LIBRARIES[lib]
     try:
         if lib == "torchvision":
-            from edgepack._torchvision import import_torchvision
-
             return import_torchvision()
+        # timm and transformers import torchvision themselves when it is installed: import it
+        # first the way that also works where its C++ extension cannot load.
+        with contextlib.suppress(ImportError):  # not installed: they do without it
+            import_torchvision()
         return importlib.import_module(package)
     except ImportError as exc:
         raise ModelLoadError(
@@ -699,6 +704,9 @@ def _hf(ref: str, options: Any, kwargs: dict[str, Any]) -> _Built:
     task_name = _task(options.task, getattr(cfg, "architectures", None) or ())
     task = TASKS[task_name]
     auto = getattr(transformers, task.auto_class)
+    bars = transformers.utils.logging
+    shown = bars.is_progress_bar_enabled()
+    bars.disable_progress_bar()  # the library never prints (its "Loading weights" bar)
     try:
         model = auto.from_pretrained(
             str(folder), local_files_only=True, attn_implementation="eager", **kwargs
@@ -709,6 +717,9 @@ def _hf(ref: str, options: Any, kwargs: dict[str, Any]) -> _Built:
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
             f"check --task (tasks: {', '.join(TASKS)}) and that the folder holds the weights",
         ) from exc
+    finally:
+        if shown:
+            bars.enable_progress_bar()
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False  # no past key values: one tensor out
     tokenizer_dir = None

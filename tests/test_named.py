@@ -673,3 +673,61 @@ def test_python_api_takes_the_source_options() -> None:
     assert _plan_fields({"pretrained": "IMAGENET1K_V1"})["pretrained"] == "IMAGENET1K_V1"
     with pytest.raises(UsageError, match="invalid factory_args key"):
         _plan_fields({"factory_args": {"2bad": 1}})
+
+
+@pytest.mark.slow
+def test_build_timm_by_name_channels_last(cli: Callable[..., Any], tmp_path: Path) -> None:
+    """timm by name, through the channels-last route (litert-torch's public convert): the
+    signature is named there too, and the package computes what the seeded model does."""
+    out = tmp_path / "pkg"
+    spec = "timm:mobilenetv3_small_050"
+    r = cli(
+        "build",
+        spec,
+        "--input-shape",
+        SMALL,
+        "-t",
+        "rpi4",
+        "--quantization",
+        "float32",
+        "--io-layout",
+        "nhwc",
+        "--factory-arg",
+        "num_classes=5",
+        "-o",
+        out,
+    )
+    assert r.code == 0, r.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["source"]["factory_args"] == {"num_classes": 5}
+    assert manifest["source"]["preprocess"]["interpolation"] == "bicubic"
+    sigs, names = _signature(out / "model.tflite")
+    assert sigs == {"serving_default": {"inputs": ["image"], "outputs": ["logits"]}}
+    assert names == ["serving_default_image"]
+    from ai_edge_litert.interpreter import Interpreter
+
+    ref = load_source(spec, None, [SMALL], SourceOptions(factory_args=(("num_classes", 5),)))
+    x = np.random.default_rng(1).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    runner = Interpreter(model_path=str(out / "model.tflite")).get_signature_runner()
+    got = runner(image=x.transpose(0, 2, 3, 1))["logits"]
+    want = ref.module(torch.from_numpy(x)).detach().numpy()
+    assert got.shape == (1, 5)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * max(1.0, np.abs(want).max()))
+
+
+def test_timm_first_in_a_fresh_process() -> None:
+    """timm imports torchvision itself: named sources import it first the way that works
+    beside any torch (edgepack._torchvision), so timm loads wherever torchvision's C++
+    extension does not."""
+    import subprocess
+
+    code = (
+        "from edgepack.source import load_source\n"
+        "m = load_source('timm:mobilenetv3_small_050', None, ['1x3x32x32'])\n"
+        "print(m.inputs[0].name, tuple(m.module(*m.example_inputs).shape))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    ).stdout.split()
+    assert out == ["image", "(1,", "1000)"]
