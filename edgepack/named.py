@@ -537,8 +537,11 @@ def _timm_fetch(timm: Any, full: str) -> tuple[Path, Any]:
 def _timm(name: str, options: Any, kwargs: dict[str, Any]) -> _Built:
     timm, full = _timm_resolve(name, options.pretrained)
     weights_file = None
+    pretrained_name = None
     if options.pretrained is not None:
-        weights_file, _ = _timm_fetch(timm, full)
+        weights_file, cfg = _timm_fetch(timm, full)
+        tag = getattr(cfg, "tag", None)
+        pretrained_name = f"{full.partition('.')[0]}.{tag}" if tag else full
     try:
         module = timm.create_model(full, pretrained=False, **kwargs)
     except Exception as exc:
@@ -568,7 +571,7 @@ def _timm(name: str, options: Any, kwargs: dict[str, Any]) -> _Built:
         timm.create_model,
         preprocess=pre,
         weights_file=weights_file,
-        pretrained_name=None if options.pretrained is None else full,
+        pretrained_name=pretrained_name,
     )
 
 
@@ -634,14 +637,17 @@ def _hf_folder(ref: str) -> tuple[Path, bool]:
                 f"hf:{ref} is not in the Hugging Face cache ({folder}) and edgepack is offline",
                 hint,
             ) from exc
-    try:
-        return Path(snapshot_download(ref)), True
+    try:  # the model's files, not every format the repository holds
+        return Path(snapshot_download(ref, allow_patterns=_HF_FILES)), True
     except Exception as exc:
         raise ModelLoadError(
             f"hf:{ref} is not in the Hugging Face cache ({folder}) and the download failed "
             f"({type(exc).__name__})",
             hint,
         ) from exc
+
+
+_HF_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
 
 
 def _hf_config(folder: Path, ref: str) -> Any:

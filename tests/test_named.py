@@ -379,6 +379,7 @@ def test_timm_pretrained_from_the_hub_cache(offline: None, hf_cache: Path) -> No
     loaded = m.module.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
     assert m.source["weights"] == "model.safetensors"
+    assert m.source["pretrained"] == "mobilenetv3_small_050.lamb_in1k"  # the DEFAULT tag
 
 
 # --------------------------------------------------------------------------- Hugging Face
