@@ -732,3 +732,19 @@ def test_timm_first_in_a_fresh_process() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
     ).stdout.split()
     assert out == ["image", "(1,", "1000)"]
+
+
+@pytest.mark.parametrize(
+    ("args", "want"),
+    [
+        (["torchvision:x", "--pretrained"], ["torchvision:x", "--pretrained=DEFAULT"]),
+        (["--pretrained", "-t", "rpi4"], ["--pretrained=DEFAULT", "-t", "rpi4"]),
+        (["--pretrained", "timm:x"], ["--pretrained=DEFAULT", "timm:x"]),
+        (["--pretrained", "IMAGENET1K_V1"], ["--pretrained", "IMAGENET1K_V1"]),
+        (["--", "--pretrained"], ["--", "--pretrained"]),
+    ],
+)
+def test_pretrained_value_may_be_omitted(args: list[str], want: list[str]) -> None:
+    from edgepack.cli.build import fill_optional_values
+
+    assert fill_optional_values(args) == want

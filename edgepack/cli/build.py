@@ -91,7 +91,8 @@ def _set_panels(command: Any) -> None:
 
 
 # Options whose value may be omitted (`--pretrained` alone means the DEFAULT weights): the
-# value is taken as omitted when the option ends the line or the next word is an option.
+# value is taken as omitted when the option ends the line, or the next word is an option or
+# a source (holds ':'). typer's click has no optional values.
 OPTIONAL_VALUES = {"--pretrained": "DEFAULT"}
 
 
@@ -103,7 +104,8 @@ def fill_optional_values(args: list[str]) -> list[str]:
             break
         if arg in OPTIONAL_VALUES:
             nxt = out[i + 1] if i + 1 < len(out) else None
-            if nxt is None or (nxt.startswith("-") and len(nxt) > 1):
+            # a weights name never holds ':' - a source after the option does
+            if nxt is None or (nxt.startswith("-") and len(nxt) > 1) or ":" in nxt:
                 out[i] = f"{arg}={OPTIONAL_VALUES[arg]}"
     return out
 
@@ -166,8 +168,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--pretrained",
             help="torchvision:/timm: sources: load the DEFAULT weights, or --pretrained NAME "
-            "(e.g. IMAGENET1K_V1), from the library's cache (default: random init; put "
-            "the source first: --pretrained takes the next word as NAME).",
+            "(e.g. IMAGENET1K_V1), from the library's cache (default: random init).",
         ),
         task: str | None = typer.Option(
             None,
