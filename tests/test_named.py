@@ -748,3 +748,39 @@ def test_pretrained_value_may_be_omitted(args: list[str], want: list[str]) -> No
     from edgepack.cli.build import fill_optional_values
 
     assert fill_optional_values(args) == want
+
+
+def test_hf_image_model_takes_its_processor(tmp_path: Path) -> None:
+    from edgepack._torchvision import import_torchvision
+
+    import_torchvision()  # transformers' vision models import it (as hf: sources do first)
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    cfg = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=4,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path / "tiny-vit"
+    ViTForImageClassification(cfg).save_pretrained(folder)
+    ViTImageProcessor(
+        size={"height": 32, "width": 32},
+        image_mean=[0.1, 0.2, 0.3],
+        image_std=[0.4, 0.5, 0.6],
+        resample=3,
+    ).save_pretrained(folder)
+    m = load_source(f"hf:{folder}", options=SourceOptions(task="image-classification"))
+    assert [(s.name, s.shape) for s in m.inputs] == [("image", (1, 3, 32, 32))]
+    assert m.output_names == ("logits",)
+    assert m.preprocess is not None
+    assert (m.preprocess["crop"], m.preprocess["interpolation"]) == (32, "bicubic")
+    assert m.preprocess["mean"] == pytest.approx([0.1, 0.2, 0.3])
+    assert m.preprocess["std"] == pytest.approx([0.4, 0.5, 0.6])
+    x = torch.randn(1, 3, 32, 32)
+    ref = ViTForImageClassification.from_pretrained(folder).eval()
+    torch.testing.assert_close(m.module(x), ref(pixel_values=x).logits)
