@@ -59,6 +59,9 @@ WORDS = [
 def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny BERT classifier (2 layers, hidden 32, 3 labels) and its WordPiece tokenizer,
     saved with save_pretrained: what hf:<folder> loads."""
+    from edgepack._torchvision import import_torchvision
+
+    import_torchvision()  # transformers' models import it (as hf: sources do first)
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
     root = tmp_path_factory.mktemp("bert")
