@@ -155,7 +155,8 @@ def build(
 
     ``model``: a ``torch.nn.Module`` (with ``example_inputs``, or ``input_shapes=["1x3x32x32"]``)
     or a source string as on the command line (``module:factory``, ``model.py:factory``,
-    ``model.pt2``). ``target``: a target name or a profile .toml path. ``calibration`` /
+    ``model.pt2``, ``torchvision:NAME``, ``timm:NAME``, ``hf:ORG/MODEL``; with
+    ``factory_args={"num_classes": 10}``, ``pretrained=True`` or a weights name, ``task=``). ``target``: a target name or a profile .toml path. ``calibration`` /
     ``eval``: a numpy array, a dict of arrays, an ``(x, y)`` tuple, or a path (.npz, .npy,
     a folder of images or of .npy files). ``preprocess``: how images become the model's
     input, a preset name / key=value text as on the command line or a dict of the same keys
@@ -251,6 +252,13 @@ def _plan_fields(options: dict[str, Any]) -> dict[str, Any]:
     for key in _PATHS:
         if opts.get(key) is not None:
             fields[key] = Path(opts.pop(key))
+    if opts.get("factory_args") is not None:
+        from edgepack.source import parse_factory_args
+
+        fields["factory_args"] = parse_factory_args(opts.pop("factory_args"))
+    if "pretrained" in opts:  # True: the DEFAULT weights; a string: a weights name
+        given = opts.pop("pretrained")
+        fields["pretrained"] = "DEFAULT" if given is True else (given or None)
     compression = {k: opts.pop(k) for k in (*_COMPRESSION, *_DISTILL) if k in opts}
     if compression:
         fields.update(_compression_fields(compression))

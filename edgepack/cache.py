@@ -6,10 +6,12 @@ everything its bytes depend on:
 
 - export: the model source's code (every Python file in the model's folder or package that
   the factory's module and the model's classes reach through imports, by module name and
-  sha256; for a .pt2 source the file's sha256), the weights' sha256, the input specs (names,
+  sha256; for a .pt2 source the file's sha256), how it was called (factory arguments; a named
+  source's library, model, weights name and task), the weights' sha256 (a named source: its
+  state's, random init included), the input specs (names,
   shapes, dtypes), the versions of the tool packages and of the third-party packages the
   model's code imports, and edgepack's own export/convert code;
-- convert: the export key and the I/O layout.
+- convert: the export key, the I/O layout and the signature's output names.
 
 Compressed models (--prune, --distill) bypass the cache. Entries live under
 ``$EDGEPACK_CACHE_DIR``, else ``$XDG_CACHE_HOME/edgepack``, else ``~/.cache/edgepack``; each is a
@@ -29,6 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -48,7 +51,10 @@ _META = "meta.json"
 _STALE_TMP_SECONDS = 3600  # an entry being written takes seconds; older temps are debris
 # edgepack's own code that shapes the cached bytes (a development checkout changes it
 # without a version bump).
-_OWN_CODE = ("stages/export.py", "stages/convert.py", "cache.py")
+_OWN_CODE = ("stages/export.py", "stages/convert.py", "cache.py", "named.py")
+# What a source record says about how the model was built beyond its code and weights:
+# factory arguments, a named source's library/model/weights name/task (all key the export).
+_SOURCE_OPTIONS = ("library", "model", "factory_args", "pretrained", "task", "sequence_length")
 
 
 def default_dir() -> Path:
@@ -314,6 +320,9 @@ def export_key(model: TorchModel) -> str | None:
             "artifact": "export",
             "source": source,
             "weights_sha256": model.source.get("weights_sha256"),
+            "options": {
+                k: model.source[k] for k in _SOURCE_OPTIONS if model.source.get(k) is not None
+            },
             "inputs": [s.to_dict() for s in model.inputs],
             "versions": tool_versions(),
             "edgepack_code": _own_code(),
@@ -321,11 +330,18 @@ def export_key(model: TorchModel) -> str | None:
     )
 
 
-def convert_key(export: str, layout: str) -> str:
-    """The key of the float conversion of the export ``export`` with I/O ``layout``."""
-    return _digest(
-        {"cache_format": CACHE_FORMAT, "artifact": "convert", "export": export, "layout": layout}
-    )
+def convert_key(export: str, layout: str, output_names: Sequence[str] = ()) -> str:
+    """The key of the float conversion of the export ``export`` with I/O ``layout`` and the
+    signature's output names (the input names are in the export key)."""
+    material: dict[str, Any] = {
+        "cache_format": CACHE_FORMAT,
+        "artifact": "convert",
+        "export": export,
+        "layout": layout,
+    }
+    if output_names:
+        material["output_names"] = list(output_names)
+    return _digest(material)
 
 
 def key_label(key: str) -> str:

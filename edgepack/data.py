@@ -172,6 +172,7 @@ def load_dataset(
     seed: int = 0,
     preprocess: dict[str, Any] | None = None,
     class_names: Sequence[str] | None = None,
+    tokenizer: str | None = None,
 ) -> Dataset:
     """Load and validate data for a model with inputs ``specs``.
 
@@ -179,6 +180,7 @@ def load_dataset(
     ``samples`` of them are used, drawn with ``seed`` (:meth:`Dataset.select`).
     A folder of images is preprocessed with ``preprocess`` (edgepack.images; its labels
     follow ``class_names`` when given, else its sorted subfolders).
+    ``tokenizer``: the model's tokenizer folder, for text files (:mod:`edgepack.textdata`).
     """
     p = Path(path)
     if not p.exists():
@@ -244,6 +246,10 @@ def load_dataset(
             if k in content:
                 labels = content[k]
                 break
+    elif p.suffix in (".txt", ".jsonl"):
+        from edgepack.textdata import load_text
+
+        inputs, labels = load_text(p, specs, tokenizer, purpose)
     else:
         raise DataError(f"{purpose} data {p} has an unsupported format '{p.suffix}'", _FORMAT_HINT)
 

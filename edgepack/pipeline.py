@@ -54,6 +54,12 @@ class BuildPlan:
     target: TargetProfile
     weights: Path | None = None
     input_shapes: tuple[str, ...] = ()
+    # How the source is built (edgepack.source.SourceOptions): factory keyword arguments as
+    # sorted (key, value) pairs, a named source's weights (--pretrained) and task (--task).
+    factory_args: tuple[tuple[str, Any], ...] = ()
+    pretrained: str | None = None
+    task: str | None = None
+    sequence_length: int | None = None
     quantization: QuantMode | None = None  # None: the target's default
     io_dtype: IODtype | None = None
     io_layout: IOLayout | None = None
@@ -154,6 +160,18 @@ class BuildPlan:
         if getattr(self.target.budgets, gate) is not None:
             return f"the {self.target.name} profile's budget"
         return f"the {self.target.name} board's RAM (device.ram_mb)"
+
+    @property
+    def source_options(self) -> Any:
+        """The plan's edgepack.source.SourceOptions."""
+        from edgepack.source import SourceOptions
+
+        return SourceOptions(
+            factory_args=self.factory_args,
+            pretrained=self.pretrained,
+            task=self.task,
+            sequence_length=self.sequence_length,
+        )
 
     @property
     def n_calibration(self) -> int:
@@ -322,6 +340,7 @@ def _load_data(plan: BuildPlan, model: TorchModel) -> tuple[Dataset | None, Data
             seed=plan.seed,
             preprocess=spec,
             class_names=names,
+            tokenizer=model.tokenizer,
         )
     ev = None
     if plan.eval is not None:
@@ -332,6 +351,7 @@ def _load_data(plan: BuildPlan, model: TorchModel) -> tuple[Dataset | None, Data
             samples=plan.eval_samples,
             require_labels=plan.max_accuracy_drop is not None,
             seed=plan.seed,
+            tokenizer=model.tokenizer,
             preprocess=spec,
             class_names=names,
         )
@@ -484,6 +504,8 @@ class SharedExport:
     exported: ExportedModel
     records: tuple[StageRecord, ...]
     compressed: bool = False  # the export holds a pruned/distilled model
+    options: Any = None  # edgepack.source.SourceOptions
+    seed: int = 0  # a named source's random init
 
 
 def prepare(
@@ -506,7 +528,13 @@ def prepare(
                 first.memory_model.module, first.memory_model.example_inputs, first.input_shapes
             )
         else:
-            model = load_source(first.source, first.weights, first.input_shapes)
+            model = load_source(
+                first.source,
+                first.weights,
+                first.input_shapes,
+                first.source_options,
+                first.seed,
+            )
     if first.source_label is not None:
         model.source["spec"] = first.source_label
     data = [_load_data(p, model) for p in plans]  # cheap checks before the export
@@ -546,6 +574,8 @@ def prepare(
         exported=exported,
         records=tuple(copy.deepcopy(ctx.records)),
         compressed=model.reference is not None,
+        options=first.source_options,
+        seed=first.seed,
     )
     return model, shared, data
 
@@ -581,7 +611,9 @@ def _build_from_export(
     ctx = StageContext(workdir=work, progress=progress, seed=plan.seed)
     ctx.records = [copy.deepcopy(r) for r in shared.records]
     try:
-        model = load_source(shared.source, shared.weights, shared.input_shapes)
+        model = load_source(
+            shared.source, shared.weights, shared.input_shapes, shared.options, shared.seed
+        )
         if plan.source_label is not None:
             model.source["spec"] = plan.source_label
         calib, ev = _load_data(plan, model)

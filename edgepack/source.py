@@ -1,4 +1,5 @@
-"""Model sources: ``module.path:factory``, ``path/to/file.py:factory`` or a ``.pt2`` file.
+"""Model sources: ``module.path:factory``, ``path/to/file.py:factory``, a ``.pt2`` file, or a
+model by name (``torchvision:NAME``, ``timm:NAME``, ``hf:ORG/MODEL``: :mod:`edgepack.named`).
 
 Loading is safe by default: weights go through ``torch.load(weights_only=True)`` and a
 pickled whole model is refused (unpickling runs arbitrary code), with the way out.
@@ -10,11 +11,13 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import json
 import math
 import re
 import sys
 import traceback
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,98 @@ _PICKLE_HINT = (
     "save the weights with torch.save(model.state_dict(), 'weights.pt') and pass the code "
     "that builds the model: edgepack build model.py:build_model --weights weights.pt"
 )
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """How a source is built beyond its string: factory keyword arguments (``--factory-arg``),
+    pretrained weights of a named source (``--pretrained``: "DEFAULT" or a weights name),
+    the task head of a Hugging Face source (``--task``) and a text model's sequence length."""
+
+    factory_args: tuple[tuple[str, Any], ...] = ()
+    pretrained: str | None = None
+    task: str | None = None
+    sequence_length: int | None = None
+
+    def record(self) -> dict[str, Any]:
+        """What the manifest's source record says about these options (set ones only)."""
+        out: dict[str, Any] = {}
+        if self.factory_args:
+            out["factory_args"] = dict(self.factory_args)
+        for key in ("pretrained", "task", "sequence_length"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+
+_ARG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FACTORY_ARG_HINT = (
+    "write --factory-arg key=value (repeatable): ints, floats, true/false, none, JSON lists "
+    "or objects, else a string; e.g. --factory-arg num_classes=10 --factory-arg widths=[16,32]"
+)
+
+
+def parse_factory_value(text: str) -> Any:
+    """``10`` -> 10, ``0.5`` -> 0.5, ``true``/``false`` -> bool, ``none``/``null`` -> None,
+    ``[1, 2]`` / ``{"a": 1}`` -> JSON, anything else the string itself."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            value = cast(text)
+        except ValueError:
+            continue
+        if cast is float and not math.isfinite(value):
+            break
+        return value
+    if text.strip()[:1] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(
+                f"invalid --factory-arg value {text!r}: not valid JSON ({exc.msg})",
+                _FACTORY_ARG_HINT,
+            ) from exc
+    return text
+
+
+def parse_factory_args(items: Sequence[str] | dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """``["k=v", ...]`` (typed by :func:`parse_factory_value`) or a dict (values kept) ->
+    sorted (key, value) pairs. Malformed items are reported all at once."""
+    if isinstance(items, dict):
+        bad = [k for k in items if not isinstance(k, str) or not _ARG_KEY.match(k)]
+        if bad:
+            raise UsageError(
+                f"invalid factory_args key(s) {', '.join(map(repr, bad))}",
+                "keys are the factory's keyword argument names",
+            )
+        pairs = dict(items)
+    else:
+        pairs = {}
+        problems = []
+        for item in items:
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep or not _ARG_KEY.match(key):
+                problems.append(f"{item!r} is not key=value")
+            elif key in pairs:
+                problems.append(f"{key!r} given twice")
+            else:
+                pairs[key] = parse_factory_value(value)
+        if problems:
+            raise UsageError("invalid --factory-arg: " + "; ".join(problems), _FACTORY_ARG_HINT)
+    try:
+        json.dumps(pairs, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(
+            f"factory_args must be JSON-like values (numbers, strings, bools, None, lists, "
+            f"dicts): {exc}",
+            "they are recorded in the manifest and key the cache",
+        ) from exc
+    return tuple(sorted(pairs.items()))
 
 
 def parse_input_shape(text: str) -> tuple[str | None, tuple[int, ...], str]:
@@ -145,9 +240,12 @@ def _import_target(target: str, spec: str) -> tuple[Any, str | None]:
     try:
         module = importlib.import_module(target)
     except ModuleNotFoundError as exc:
+        from edgepack.named import prefix_hint
+
+        close = prefix_hint(target) if "." not in target else None
         raise ModelLoadError(
             f"cannot import module '{target}' ({_short_exc(exc)})",
-            "check the module path and that it is importable from the current directory",
+            close or "check the module path and that it is importable from the current directory",
         ) from exc
     except Exception as exc:
         raise ModelLoadError(
@@ -178,13 +276,35 @@ def _check_not_pickled_model(path: Path, role: str) -> Any:
 
 
 def _load_weights(module: Any, weights: Path) -> str:
-    import torch
-
     if not weights.is_file():
         raise ModelLoadError(
             f"weights file not found: {weights}", "pass an existing --weights file"
         )
-    state = _check_not_pickled_model(weights, "weights")
+    if weights.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError as exc:
+            raise ModelLoadError(
+                f"{weights} is a .safetensors file and the safetensors package is missing",
+                "pip install safetensors",
+            ) from exc
+        try:
+            state = load_file(str(weights))
+        except Exception as exc:
+            raise ModelLoadError(
+                f"cannot read weights file {weights}: {_short_exc(exc)}",
+                "the file is damaged; delete it and fetch it again",
+            ) from exc
+    else:
+        state = _check_not_pickled_model(weights, "weights")
+    apply_state(module, state, weights)
+    return sha256_file(weights)
+
+
+def apply_state(module: Any, state: Any, weights: Path) -> None:
+    """Load ``state`` (what ``weights`` held) into ``module`` strictly, naming every mismatch."""
+    import torch
+
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -213,7 +333,6 @@ def _load_weights(module: Any, weights: Path) -> str:
             "the factory must build the same architecture the weights were saved from",
         )
     module.load_state_dict(state, strict=True)
-    return sha256_file(weights)
 
 
 def _few(items: Sequence[str], n: int = 3) -> str:
@@ -295,10 +414,18 @@ def _find_factory(spec: str) -> tuple[Any, Any, str | None, str]:
     return factory, module_obj, file_path, target
 
 
-def check_source(spec: str) -> None:
+def check_source(spec: str, options: SourceOptions | None = None) -> None:
     """What ``--dry-run`` checks without building the model: a factory's module imports and
     names a callable (the factory is not called); a .pt2 archive passes the safe checker
-    (the program is not loaded). Raises the :class:`ModelLoadError` a build would raise."""
+    (the program is not loaded); a named source's library imports and knows the name.
+    Raises the :class:`ModelLoadError` a build would raise."""
+    from edgepack import named
+
+    options = options or SourceOptions()
+    if named.split(spec) is not None:
+        named.check(spec, options)
+        return
+    _check_options_for(spec, options)
     if spec.endswith(".pt2"):
         path = Path(spec)
         if not path.is_file():
@@ -310,18 +437,49 @@ def check_source(spec: str) -> None:
     _find_factory(spec)
 
 
+def _check_options_for(spec: str, options: SourceOptions) -> None:
+    """Options a factory or .pt2 source cannot take."""
+    problems = []
+    if options.pretrained is not None:
+        problems.append("--pretrained applies to named sources (torchvision:, timm:)")
+    if options.task is not None:
+        problems.append("--task applies to Hugging Face sources (hf:ORG/MODEL or hf:folder)")
+    if options.sequence_length is not None:
+        problems.append("--sequence-length applies to Hugging Face text sources")
+    if options.factory_args and spec.endswith(".pt2"):
+        problems.append("--factory-arg applies to a factory, not a .pt2 program")
+    if problems:
+        raise UsageError(
+            f"{'; '.join(problems)}; the source is {spec}",
+            "drop the option, or name the model (e.g. torchvision:resnet18 --pretrained)",
+        )
+
+
 def load_source(
-    spec: str, weights: Path | None = None, input_shapes: Sequence[str] = ()
+    spec: str,
+    weights: Path | None = None,
+    input_shapes: Sequence[str] = (),
+    options: SourceOptions | None = None,
+    seed: int = 0,
 ) -> TorchModel:
-    """Load a model source into a :class:`TorchModel` (eval mode, checked on its inputs)."""
+    """Load a model source into a :class:`TorchModel` (eval mode, checked on its inputs).
+
+    ``seed`` seeds torch before a named source is built (a random init is reproducible)."""
     import torch
 
+    from edgepack import named
+
+    options = options or SourceOptions()
+    if named.split(spec) is not None:
+        return named.load(spec, weights, input_shapes, options, seed)
+    _check_options_for(spec, options)
     if spec.endswith(".pt2"):
         return _load_exported(Path(spec), weights, input_shapes)
     before = set(sys.modules)
     factory, module_obj, file_path, target = _find_factory(spec)
+    kwargs = dict(options.factory_args)
     try:
-        built = factory()
+        built = factory(**kwargs)
     except (SystemExit, GeneratorExit) as exc:
         raise _exit_error(
             exc,
@@ -329,9 +487,14 @@ def load_source(
             "the factory must build and return the model",
         ) from exc
     except Exception as exc:
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         raise ModelLoadError(
-            f"factory {spec} raised{_user_frame(exc, file_path)}: {_short_exc(exc)}",
-            "the factory must build the model without arguments",
+            f"factory {spec}"
+            + (f"({given})" if given else "")
+            + f" raised{_user_frame(exc, file_path)}: {_short_exc(exc)}",
+            "the factory must build the model from the --factory-arg values given"
+            if kwargs
+            else "the factory must build the model without arguments (or pass --factory-arg)",
         ) from exc
     example: tuple[Any, ...] | None = None
     if isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module):
@@ -371,6 +534,7 @@ def load_source(
         "weights": None if weights is None else Path(weights).name,
         "weights_sha256": weights_sha,
         "inputs": [s.to_dict() for s in specs],
+        **options.record(),
     }
     return TorchModel(
         module,
@@ -387,6 +551,11 @@ def default_name(spec: str) -> str:
     """Package name from the source alone (no import): examples/digits/model.py:f -> digits."""
     if spec.endswith(".pt2"):
         return _slug(Path(spec).stem)
+    from edgepack import named
+
+    lib_name = named.split(spec)
+    if lib_name is not None:  # torchvision:resnet18 -> resnet18; hf:org/bert-tiny -> bert-tiny
+        return _slug(lib_name[1].rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1])
     target = spec.rpartition(":")[0] or spec
     if target.endswith(".py"):
         p = Path(target)

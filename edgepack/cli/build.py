@@ -12,7 +12,17 @@ from edgepack.cli.output import echo_json, echo_pairs, echo_table
 # `build --help` groups its options in these panels (by parameter name); an option missing
 # here shows under "Options" (tests/cli/test_cli_polish.py checks none is missing).
 PANELS: dict[str, tuple[str, ...]] = {
-    "Model": ("target", "config", "weights", "input_shape", "name"),
+    "Model": (
+        "target",
+        "config",
+        "weights",
+        "input_shape",
+        "name",
+        "factory_arg",
+        "pretrained",
+        "task",
+        "sequence_length",
+    ),
     "Data": (
         "calibration",
         "calibration_samples",
@@ -89,11 +99,34 @@ def _set_panels(command: Any) -> None:
     command.__signature__ = sig.replace(parameters=params)
 
 
+# Options whose value may be omitted (`--pretrained` alone means the DEFAULT weights): the
+# value is taken as omitted when the option ends the line, or the next word is an option or
+# a source (holds ':'). typer's click has no optional values.
+OPTIONAL_VALUES = {"--pretrained": "DEFAULT"}
+
+
+def fill_optional_values(args: list[str]) -> list[str]:
+    """``--pretrained --target x`` -> ``--pretrained=DEFAULT --target x``."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg in OPTIONAL_VALUES:
+            nxt = out[i + 1] if i + 1 < len(out) else None
+            # a weights name never holds ':' - a source after the option does
+            if nxt is None or (nxt.startswith("-") and len(nxt) > 1) or ":" in nxt:
+                out[i] = f"{arg}={OPTIONAL_VALUES[arg]}"
+    return out
+
+
 class PanelCommand(typer.core.TyperCommand):
     """Plain-text help with the options grouped in their panels (``rich_help_panel``).
 
     typer draws panels only with rich, whose import doubles the start-up time; click's own
     formatter writes one section per panel instead."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, fill_optional_values(args))
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
         sections: dict[str, list[tuple[str, str]]] = {}
@@ -114,7 +147,8 @@ def register(app: typer.Typer) -> None:
     def build(
         source: str | None = typer.Argument(
             None,
-            help="module.path:factory, path/to/model.py:factory, or an exported .pt2. "
+            help="module.path:factory, path/to/model.py:factory, an exported .pt2, or a model "
+            "by name: torchvision:NAME, timm:NAME, hf:ORG/MODEL or hf:path/to/folder. "
             "Omitted: build every target of ./edgepack.toml (or --config).",
         ),
         target: list[str] = typer.Option(
@@ -132,6 +166,29 @@ def register(app: typer.Typer) -> None:
         ),
         input_shape: list[str] = typer.Option(
             [], "--input-shape", help="Input shape like 1x3x224x224 (repeat for several inputs)."
+        ),
+        factory_arg: list[str] = typer.Option(
+            [],
+            "--factory-arg",
+            help="key=value passed to the factory (repeatable; int, float, true/false, none, "
+            "JSON lists, else a string).",
+        ),
+        pretrained: str | None = typer.Option(
+            None,
+            "--pretrained",
+            help="torchvision:/timm: sources: load the DEFAULT weights, or --pretrained NAME "
+            "(e.g. IMAGENET1K_V1), from the library's cache (default: random init).",
+        ),
+        task: str | None = typer.Option(
+            None,
+            "--task",
+            help="hf: sources: the head, e.g. sequence-classification, feature-extraction, "
+            "image-classification, masked-lm (default: from the model's config).",
+        ),
+        sequence_length: int | None = typer.Option(
+            None,
+            "--sequence-length",
+            help="hf: text sources: tokens per input (default: min(128, the tokenizer's max)).",
         ),
         quantization: str | None = typer.Option(
             None,
@@ -309,6 +366,10 @@ def register(app: typer.Typer) -> None:
             source=source,
             weights=weights,
             input_shapes=tuple(input_shape),
+            factory_args=_factory_args(factory_arg),
+            pretrained=pretrained,
+            task=task,
+            sequence_length=sequence_length,
             name=name,
             targets=tuple(target),
             quantization=parse_enum("--quantization", quantization, "QuantMode"),
@@ -368,8 +429,9 @@ def register(app: typer.Typer) -> None:
         if dry_run:
             from edgepack.source import check_source
 
+            # imports each factory's module / named source's library; builds nothing
             for m in plan.models:
-                check_source(m.source)  # imports the factory's module; builds nothing
+                check_source(m.source, m.source_options)
             if json_:
                 echo_json({"dry_run": True, **plan.to_dict()})
             else:
@@ -392,6 +454,12 @@ def echo_timings(target: str, manifest: dict[str, Any]) -> None:
     total = sum(seconds.values())
     parts = ", ".join(f"{name} {s:.2f} s" for name, s in seconds.items())
     typer.echo(f"timings {target}: {parts} (total {total:.2f} s)", err=True)
+
+
+def _factory_args(items: list[str]) -> tuple[tuple[str, Any], ...] | None:
+    from edgepack.source import parse_factory_args
+
+    return parse_factory_args(items) if items else None
 
 
 def _latency_runs(runs: int | None, off: bool) -> int | None:
@@ -430,6 +498,10 @@ def _single(over: Any, target: str, json_: bool, quiet: bool) -> int:
         target=load_target(target),
         weights=over.weights,
         input_shapes=over.input_shapes,
+        factory_args=over.factory_args or (),
+        pretrained=over.pretrained,
+        task=over.task,
+        sequence_length=over.sequence_length,
         quantization=over.quantization,
         io_dtype=over.io_dtype,
         io_layout=over.io_layout,
@@ -505,6 +577,11 @@ def _print_plan(plan: Any) -> None:
             f"model:  {m['source']} (name {m['name']}, weights {m['weights'] or '-'}, "
             f"inputs {' '.join(m['input_shapes']) or 'from the factory'})"
         )
+        options = {
+            k: m[k] for k in ("factory_args", "pretrained", "task", "sequence_length") if m.get(k)
+        }
+        if options:
+            typer.echo("        " + ", ".join(f"{k} {v}" for k, v in options.items()))
         data = ", ".join(f"{k} {v}" for k, v in m["data"].items() if v is not None) or "-"
         typer.echo(f"data:   {data}")
     if d["compression"]:

@@ -39,6 +39,12 @@ class ModelSection(_Strict):
     source: str = Field(min_length=1)
     weights: str | None = None
     input_shapes: list[str] = Field(default_factory=list)
+    # Keyword arguments of the factory (or of a named source's builder), recorded and cached.
+    factory_args: dict[str, Any] | None = None
+    # Named sources (torchvision:, timm:): true = the DEFAULT weights, or a weights name.
+    pretrained: bool | str | None = None
+    task: str | None = None  # hf: sources: the head (sequence-classification, ...)
+    sequence_length: int | None = Field(default=None, ge=1)  # hf: text sources
     name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=64)
 
 
@@ -119,6 +125,10 @@ class ModelEntry(_Strict):
     source: str = Field(min_length=1)
     weights: str | None = None
     input_shapes: list[str] = Field(default_factory=list)
+    factory_args: dict[str, Any] | None = None  # as [model]'s
+    pretrained: bool | str | None = None
+    task: str | None = None
+    sequence_length: int | None = Field(default=None, ge=1)
     data: DataSection | None = None  # keys set here replace the top-level [data]'s
     targets: list[str] | None = Field(default=None, min_length=1)  # entry ids or target names
 
@@ -253,6 +263,10 @@ class Overrides:
     source: str | None = None
     weights: Path | None = None
     input_shapes: tuple[str, ...] = ()
+    factory_args: tuple[tuple[str, Any], ...] | None = None  # None: the file's
+    pretrained: str | None = None
+    task: str | None = None
+    sequence_length: int | None = None
     name: str | None = None
     targets: tuple[str, ...] = ()  # select entries (by id or target), or the targets to build
     quantization: QuantMode | None = None
@@ -381,6 +395,7 @@ class ModelPlan:
     weights: Path | None
     input_shapes: tuple[str, ...]
     data: dict[str, Any]
+    source_options: Any = None  # edgepack.source.SourceOptions
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -388,6 +403,7 @@ class ModelPlan:
             "name": self.name,
             "weights": None if self.weights is None else str(self.weights),
             "input_shapes": list(self.input_shapes),
+            **(self.source_options.record() if self.source_options is not None else {}),
         }
 
 
@@ -467,6 +483,8 @@ def _rebase(base: Path, value: str | None) -> Path | None:
 
 def _rebase_source(base: Path, spec: str) -> str:
     """Relative file sources follow the config; dotted module sources are left alone."""
+    if spec.startswith("hf:") and spec[3:].startswith("."):  # a local Hugging Face folder
+        return f"hf:{_rebase(base, spec[3:])}"
     target, sep, factory = spec.rpartition(":")
     if sep and (target.endswith(".py") or "/" in target):
         return f"{_rebase(base, target)}:{factory}"
@@ -704,6 +722,18 @@ def _resolve_model(
     label = over.source or model.source  # recorded in manifests: as written
     weights = over.weights or _rebase(base, model.weights)
     shapes = over.input_shapes or tuple(model.input_shapes)
+    from edgepack.source import SourceOptions, parse_factory_args
+
+    file_pretrained = model.pretrained
+    source_options = SourceOptions(
+        factory_args=over.factory_args
+        if over.factory_args is not None
+        else parse_factory_args(model.factory_args or {}),
+        pretrained=over.pretrained
+        or ("DEFAULT" if file_pretrained is True else file_pretrained or None),
+        task=over.task or model.task,
+        sequence_length=over.sequence_length or model.sequence_length,
+    )
     name = over.name if over.name is not None else (model.name or default_name(source))
     calibration = over.calibration or _rebase(base, data.calibration)
     evaluation = over.eval or _rebase(base, data.eval)
@@ -763,6 +793,10 @@ def _resolve_model(
             target=profile,
             weights=weights,
             input_shapes=shapes,
+            factory_args=source_options.factory_args,
+            pretrained=source_options.pretrained,
+            task=source_options.task,
+            sequence_length=source_options.sequence_length,
             quantization=over.quantization or e.quantization,
             io_dtype=over.io_dtype or e.io_dtype,
             io_layout=over.io_layout or e.io_layout,
@@ -836,6 +870,7 @@ def _resolve_model(
             "preprocess": over.preprocess or data.preprocess,
             "labels": str(jobs[0].plan.labels) if jobs and jobs[0].plan.labels else None,
         },
+        source_options=source_options,
     )
     return model_plan, jobs
 

@@ -47,6 +47,9 @@ class TorchModel:
     # edgepack.images.SPEC_KEYS: resize, crop, mean, std, interpolation, channel_order,
     # layout, value_range); None: the user says it (--preprocess, edgepack.toml).
     preprocess: dict[str, Any] | None = None
+    tokenizer: str | None = None  # a local folder the model's tokenizer loads from (offline)
+    # Names of the outputs in the package's signature (() : litert-torch's output_0, ...).
+    output_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class ExportedModel:
     inputs: tuple[InputSpec, ...]
     sha256: str
     cache_key: str = ""  # edgepack.cache export key ("": not cached, e.g. a compressed model)
+    output_names: tuple[str, ...] = ()  # the signature's output names (): output_0, ...
 
 
 @dataclass(frozen=True)

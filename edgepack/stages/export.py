@@ -126,4 +126,10 @@ def run(
     )
     # The .pt2 zip is not byte-reproducible (archive timestamps), so it is not hashed into
     # the manifest; the converted float model is.
-    return ExportedModel(path=out, inputs=model.inputs, sha256="", cache_key=key or "")
+    return ExportedModel(
+        path=out,
+        inputs=model.inputs,
+        sha256="",
+        cache_key=key or "",
+        output_names=tuple(model.output_names),
+    )
