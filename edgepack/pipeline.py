@@ -932,7 +932,14 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
         ("package", f"{manifest['name']} for {manifest['target']['name']}"),
         (
             "quantization",
-            f"{q['mode']} (I/O {q['io_dtype']}, layout {q['io_layout']}, {q['route']['engine']})",
+            f"{q['mode']}"
+            # not pure full-int8: a recipe keeps ops in float on purpose (the "kept in float" row)
+            + (
+                f" with {q['route']['kept_float']['ops']} ops kept in float"
+                if q["route"].get("kept_float")
+                else ""
+            )
+            + f" (I/O {q['io_dtype']}, layout {q['io_layout']}, {q['route']['engine']})",
         ),
         ("size", f"{m['size_bytes'] / 1024:.1f} KB"),
     ]
@@ -998,6 +1005,10 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
     rows.append(("ops", ", ".join(f"{k} x{v}" for k, v in ops.items())))
     if manifest["model"]["float_compute_ops"]:
         rows.append(("float compute ops", ", ".join(manifest["model"]["float_compute_ops"])))
+    if q["route"].get("kept_float"):  # a recipe's float ops, on purpose (not a leftover)
+        from edgepack.stages.quantize import kept_float_note
+
+        rows.append(("kept in float", kept_float_note(q["route"])))
     tpu = manifest.get("edgetpu")
     uncompiled = tpu is not None and not tpu["compiled"]
     for rules, r in manifest.get("compat", {}).get("results", {}).items():
