@@ -925,6 +925,16 @@ def _real_delegation_note(real: dict[str, Any] | None) -> str:
     )
 
 
+def _kept_float_count(q: dict[str, Any]) -> str:
+    """' with 65 ops kept in float' when a recipe keeps ops in float on purpose (not pure
+    full-int8), counting the ones the group search added; '' otherwise."""
+    kept = q["route"].get("kept_float")
+    if not kept:
+        return ""
+    searched = (q.get("fallback") or {}).get("ops_kept_out_of_int8", 0)
+    return f" with {kept['ops'] + searched} ops kept in float"
+
+
 def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[str, str]]:
     m = manifest["metrics"]
     q = manifest["quantization"]
@@ -932,13 +942,7 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
         ("package", f"{manifest['name']} for {manifest['target']['name']}"),
         (
             "quantization",
-            f"{q['mode']}"
-            # not pure full-int8: a recipe keeps ops in float on purpose (the "kept in float" row)
-            + (
-                f" with {q['route']['kept_float']['ops']} ops kept in float"
-                if q["route"].get("kept_float")
-                else ""
-            )
+            f"{q['mode']}{_kept_float_count(q)}"
             + f" (I/O {q['io_dtype']}, layout {q['io_layout']}, {q['route']['engine']})",
         ),
         ("size", f"{m['size_bytes'] / 1024:.1f} KB"),
