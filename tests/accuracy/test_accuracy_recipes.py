@@ -104,7 +104,15 @@ def test_stock_rpi4_default_ships_full_int8_with_the_recipe(enc6, capsys) -> Non
     assert not {"FULLY_CONNECTED", "BATCH_MATMUL", "GELU"} & {o.op for o in floats}
     lookup = next(o for o in info.operators if o.op == "EMBEDDING_LOOKUP")
     assert info.tensors[lookup.inputs[1]].dtype == "INT8"  # the table is int8
+    # `edgepack verify` reads the model back: float ops of a recorded recipe are full-int8's.
+    capsys.readouterr()
+    assert main(["verify", str(enc6["pkg"]), "--json"]) == 0
+    checks = {c["check"]: c["status"] for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["recomputed"] == "pass"
     summary = (enc6["pkg"] / "summary.md").read_text()
+    assert (
+        f"| quantization | full-int8 with {kept['ops']} ops kept in float (I/O float32" in summary
+    )
     assert f"| kept in float | full-int8 with {kept['ops']} ops kept in float by the encoder" in (
         summary
     )
