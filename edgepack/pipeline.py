@@ -1115,6 +1115,16 @@ def _real_delegation_note(real: dict[str, Any] | None) -> str:
     )
 
 
+def _kept_float_count(q: dict[str, Any]) -> str:
+    """' with 65 ops kept in float' when a recipe keeps ops in float on purpose (not pure
+    full-int8), counting the ones the group search added; '' otherwise."""
+    kept = q["route"].get("kept_float")
+    if not kept:
+        return ""
+    searched = (q.get("fallback") or {}).get("ops_kept_out_of_int8", 0)
+    return f" with {kept['ops'] + searched} ops kept in float"
+
+
 def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[str, str]]:
     m = manifest["metrics"]
     q = manifest["quantization"]
@@ -1122,7 +1132,8 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
         ("package", f"{manifest['name']} for {manifest['target']['name']}"),
         (
             "quantization",
-            f"{q['mode']} (I/O {q['io_dtype']}, layout {q['io_layout']}, {q['route']['engine']})",
+            f"{q['mode']}{_kept_float_count(q)}"
+            + f" (I/O {q['io_dtype']}, layout {q['io_layout']}, {q['route']['engine']})",
         ),
         ("size", f"{m['size_bytes'] / 1024:.1f} KB"),
     ]
@@ -1191,6 +1202,10 @@ def summary_rows(manifest: dict[str, Any], timing: bool = True) -> list[tuple[st
     rows.append(("ops", ", ".join(f"{k} x{v}" for k, v in ops.items())))
     if manifest["model"]["float_compute_ops"]:
         rows.append(("float compute ops", ", ".join(manifest["model"]["float_compute_ops"])))
+    if q["route"].get("kept_float"):  # a recipe's float ops, on purpose (not a leftover)
+        from edgepack.stages.quantize import kept_float_note
+
+        rows.append(("kept in float", kept_float_note(q["route"])))
     tpu = manifest.get("edgetpu")
     uncompiled = tpu is not None and not tpu["compiled"]
     for rules, r in manifest.get("compat", {}).get("results", {}).items():

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -36,6 +37,13 @@ from edgepack._quiet import quiet_native
 from edgepack.accuracy.analyze import CONVERSION_OPS, compare
 from edgepack.accuracy.io_adapter import adapt_io
 from edgepack.accuracy.metrics import output_metrics
+from edgepack.accuracy.recipes import (
+    EncoderRecipe,
+    OpGroup,
+    embedding_entries,
+    encoder_recipe,
+    op_groups,
+)
 from edgepack.data import Dataset
 from edgepack.errors import GateError, QuantizationError
 from edgepack.runtime import cast_inputs
@@ -64,6 +72,16 @@ SAME_RANGE_OPS = frozenset(
 )
 MAX_STEPS = 12
 ANALYSIS_SAMPLES = 64
+# The group search (transformer encoders): at most this many candidate recipes, and at most
+# SEARCH_TIME_FACTOR x the time the build had spent before the search (export, conversion,
+# quantization, validation: one plain build), at least MIN_SEARCH_S seconds.
+MAX_GROUP_STEPS = 6
+SEARCH_TIME_FACTOR = 1.5
+MIN_SEARCH_S = 20.0
+# Ranking groups needs their order, not every op's exact figure: the per-layer analysis of a
+# 6-layer encoder costs ~1 s per sample, so the group search analyses few.
+GROUP_ANALYSIS_SAMPLES = 8
+_QSV_CACHE: dict[str, Any] = {}
 
 
 class FallbackPrecision(str, Enum):
@@ -74,6 +92,7 @@ class FallbackPrecision(str, Enum):
 class Strategy(str, Enum):
     SENSITIVITY = "sensitivity"
     GRAPH_SUFFIX = "graph-suffix"
+    GROUPS = "op-groups"
 
 
 @dataclass(frozen=True)
@@ -171,12 +190,31 @@ class Searcher:
         calibration: Sequence[np.ndarray],
         io_dtype: str,
         precision: FallbackPrecision = FallbackPrecision.FLOAT,
+        base: Sequence[int] = (),
     ) -> None:
+        """``base``: ops every recipe keeps in float (an intentional recipe, such as the
+        encoder recipe's LayerNorm statistics and softmax), besides the ``keep`` of each call."""
         self.float_model = float_model
         self.info = read_model_bytes(float_model)
         self.io_dtype = io_dtype
         self.precision = precision
-        self.qsvs = self._calibrate(cast_inputs(self.info, calibration))
+        self.base = tuple(sorted(base))
+        self.qsvs = self._calibrate_once(cast_inputs(self.info, calibration))
+
+    def _calibrate_once(self, xs: list[np.ndarray]) -> dict[str, Any]:
+        """Calibration statistics do not depend on the recipe: one build calibrates a model on
+        its data once, whichever route or search step asks (the last one is remembered)."""
+        import hashlib
+
+        h = hashlib.sha256(self.float_model)
+        for x in xs:
+            h.update(str((x.dtype, x.shape)).encode())
+            h.update(np.ascontiguousarray(x).tobytes())
+        key = h.hexdigest()
+        if key not in _QSV_CACHE:
+            _QSV_CACHE.clear()
+            _QSV_CACHE[key] = self._calibrate(xs)
+        return _QSV_CACHE[key]
 
     def _calibrate(self, xs: list[np.ndarray]) -> dict[str, Any]:
         from ai_edge_quantizer import calibrator, recipe_manager
@@ -206,7 +244,12 @@ class Searcher:
         if self.io_dtype == "float32":
             for io in ("INPUT", "OUTPUT"):
                 entries.append({"regex": ".*", "operation": io, "algorithm_key": "no_quantize"})
-        for idx in sorted(keep):
+        if any(o.op == "EMBEDDING_LOOKUP" for o in self.info.operators):
+            entries += embedding_entries()  # int8 table, dequantizing lookup
+        for idx in self.base:
+            regex = op_scope_regex(self.info, self.info.operators[idx])
+            entries.append({"regex": regex, "operation": "*", "algorithm_key": "no_quantize"})
+        for idx in sorted(set(keep) - set(self.base)):
             regex = op_scope_regex(self.info, self.info.operators[idx])
             if self.precision == FallbackPrecision.FLOAT:
                 entries.append({"regex": regex, "operation": "*", "algorithm_key": "no_quantize"})
@@ -279,8 +322,14 @@ def search(
     trigger: str = "",
     progress: Any = None,
     max_steps: int = MAX_STEPS,
+    max_groups: int = MAX_GROUP_STEPS,
+    time_budget_s: float | None = None,
 ) -> FallbackResult:
     """Find the smallest set of sensitive ops to keep out of int8 so that ``gate`` passes.
+
+    Transformer encoders (the encoder recipe applies and the graph repeats numbered blocks) are
+    searched by op groups (:func:`group_search`): at most ``max_groups`` candidate recipes and
+    about ``time_budget_s`` seconds; other graphs op by op.
 
     ``calibration`` and ``eval_inputs`` are in the float model's boundary layout; ``ref`` is
     the float (PyTorch) output on ``eval_inputs``. Raises GateError with the closest recipe
@@ -288,6 +337,18 @@ def search(
     stopped the search (the budget, the ``max_steps`` cap, or no further layer adding error).
     """
     say = progress or (lambda _m: None)
+    started = time.perf_counter()
+    if accelerator == "none":
+        enc = encoder_recipe(read_model_bytes(float_model))
+        if enc is not None and any(
+            g.kind == "block" for g in op_groups(read_model_bytes(float_model))
+        ):
+            return group_search(
+                float_model, calibration, eval_inputs, ref, labels, gate, enc,
+                io_dtype=io_dtype, budget=budget, precision=precision, trigger=trigger,
+                say=say, max_groups=max_groups, started=started,
+                time_budget_s=MIN_SEARCH_S if time_budget_s is None else time_budget_s,
+            )  # fmt: skip
     s = Searcher(float_model, calibration, io_dtype, precision)
     info = s.info
     n_ops = len([o for o in info.operators if o.op not in CONVERSION_OPS])
@@ -409,6 +470,177 @@ def search(
     )
 
 
+def _op_scores(
+    float_model: bytes, base: bytes, info: ModelInfo, inputs: list[np.ndarray]
+) -> dict[int, float]:
+    """Float-model op index -> dB of median SNR its output loses in ``base`` (positive only)."""
+    analysis = compare(float_model, base, inputs, samples=GROUP_ANALYSIS_SAMPLES)
+    producer = {t: op.index for op in info.operators for t in op.outputs}
+    by_name = {t.name: t.index for t in info.tensors}
+    score: dict[int, float] = {}
+    for row in analysis.layers:
+        t = by_name.get(row.float_tensor)
+        if t is None or t not in producer or row.added_db <= 0:
+            continue
+        score[producer[t]] = max(score.get(producer[t], 0.0), row.added_db)
+    return score
+
+
+def group_search(
+    float_model: bytes,
+    calibration: Sequence[np.ndarray],
+    eval_inputs: Sequence[np.ndarray],
+    ref: np.ndarray,
+    labels: np.ndarray | None,
+    gate: Gate,
+    enc: EncoderRecipe,
+    *,
+    io_dtype: str,
+    budget: int | None,
+    precision: FallbackPrecision,
+    trigger: str,
+    say: Any,
+    max_groups: int,
+    time_budget_s: float,
+    started: float,
+) -> FallbackResult:
+    """Greedy over op groups, starting from the encoder recipe.
+
+    Groups (one per transformer block, one per computing op type; :func:`op_groups`) are
+    ranked by the error their ops add in the recipe's model (sum of added dB, per-layer
+    analysis), then tried best first: a group is kept only when it brings the gate closer.
+    The search stops when the gate passes, after ``max_groups`` candidate recipes, when
+    ``time_budget_s`` seconds have passed since ``started``, or when no group is left.
+    """
+    s = Searcher(float_model, calibration, io_dtype, precision, base=sorted(enc.kept))
+    info = s.info
+    n_ops = len([o for o in info.operators if o.op not in CONVERSION_OPS])
+    budget = default_budget(n_ops) if budget is None else budget
+    unit = "float op(s)" if precision == FallbackPrecision.FLOAT else "int16 op(s)"
+    other = "int16" if precision == FallbackPrecision.FLOAT else "float"
+    recipe_ops = enc.float_ops(info)
+    recipe_tensors = set(enc.record(info)["tensors"])
+
+    base = s.quantize(())
+    base_metrics = _evaluate(base, eval_inputs, ref, labels)
+    base_info = read_model_bytes(base)
+    leftover = sorted(
+        {
+            o.op
+            for o in base_info.float_compute_ops()
+            if not any(base_info.tensors[i].name in recipe_tensors for i in o.outputs)
+        }
+    )
+    steps: list[dict[str, Any]] = [
+        {"step": 0, "float_ops": 0, "group": "encoder recipe", **_summary(base_metrics)}
+    ]
+    say(
+        f"fallback: encoder recipe ({len(recipe_ops)} ops float: {enc.describe()}): "
+        f"{_describe(steps[0])}"
+    )
+    keep: set[int] = set()
+    best: tuple[tuple[int, ...], bytes, dict[str, Any]] = ((), base, base_metrics)
+    ranked: list[tuple[float, OpGroup]] = []
+    stopped: list[str] = []
+    over_budget = 0
+    if gate.passed(base_metrics):
+        stopped.append("the gate passed")
+    else:
+        score = _op_scores(float_model, base, info, list(cast_inputs(info, eval_inputs)))
+        groups = op_groups(info, exclude=frozenset(recipe_ops))
+        ranked = sorted(
+            ((round(sum(score.get(i, 0.0) for i in g.ops), 2), g) for g in groups),
+            key=lambda x: (-x[0], x[1].name),
+        )
+        ranked = [(sc, g) for sc, g in ranked if sc > 0]
+        for sc, g in ranked:
+            if len(steps) > max_groups:
+                stopped.append(f"the cap of {max_groups} groups tried")
+                break
+            if time.perf_counter() - started > time_budget_s:
+                stopped.append(f"the time bound of {time_budget_s:.0f} s")
+                break
+            cand_keep = keep | set(g.ops)
+            if cand_keep == keep:
+                continue
+            if len(cand_keep) > budget:
+                over_budget += 1
+                continue
+            cand = s.quantize(sorted(cand_keep))
+            m = _evaluate(cand, eval_inputs, ref, labels)
+            accepted = gate.shortfall(m) < gate.shortfall(best[2]) - 1e-12 or gate.passed(m)
+            if accepted:
+                keep = cand_keep
+                best = (tuple(sorted(keep)), cand, m)
+            step = {
+                "step": len(steps),
+                "group": g.name,
+                "kind": g.kind,
+                "group_ops": len(g.ops),
+                "score_db": sc,
+                "accepted": accepted,
+                "float_ops": len(keep),
+                **_summary(m),
+            }
+            steps.append(step)
+            say(
+                f"fallback: step {step['step']}: {g.name} ({len(g.ops)} ops) "
+                f"{'kept' if accepted else 'rejected'}: {_describe(step)}"
+            )
+            if gate.passed(m):
+                stopped.append("the gate passed")
+                break
+        if not stopped:
+            stopped.append("no further group adds measurable error")
+    if over_budget:
+        stopped.append(f"--fallback-budget {budget} ({over_budget} group(s) skipped as over it)")
+    best_keep, best_model, best_metrics = best
+    record: dict[str, Any] = {
+        "gate": gate.describe(),
+        "trigger": trigger,
+        "strategy": Strategy.GROUPS.value,
+        "precision": precision.value,
+        "budget": budget,
+        "max_steps": max_groups,
+        "ops_total": n_ops,
+        "ops_kept_out_of_int8": len(best_keep),
+        "kept": [_op_entry(info, i) for i in best_keep],
+        "recipe_kept": enc.record(info),
+        "left_float_by_quantizer": leftover,
+        "groups": [
+            {"name": g.name, "kind": g.kind, "ops": len(g.ops), "score_db": sc} for sc, g in ranked
+        ],
+        "groups_tried": len(steps) - 1,
+        "stopped_by": stopped,
+        "steps": steps,
+        "recipe": s.recipe(best_keep),
+    }
+    if not gate.passed(best_metrics):
+        raise GateError(
+            f"no fallback recipe within {budget} {unit} meets the gate ({gate.describe()}); "
+            f"stopped by: {'; '.join(stopped)}; closest: {_describe(_summary(best_metrics))} "
+            f"with the encoder recipe ({len(recipe_ops)} ops float) and {len(best_keep)} op(s) "
+            f"more kept out of int8 after {len(steps) - 1} group(s) tried; the encoder recipe "
+            f"alone gave {_describe(steps[0])}",
+            ("raise --fallback-budget, " if over_budget else "")
+            + f"try --fallback-precision {other}, or use --quantization dynamic-range "
+            "(int8 weights, float activations)",
+        )
+    route = {
+        "engine": "ai-edge-quantizer",
+        "recipe": "static_wi8_ai8 + encoder recipe, per-group fallback",
+        "calibration": "min-max (qsv_utils.min_max_update, one pass)",
+        "weights": "int8 per-channel symmetric",
+        "activations": "int8 per-tensor asymmetric",
+        "kept_float": enc.record(info),
+        "fallback": f"{len(best_keep)} op(s) kept {precision.value} in "
+        f"{sum(1 for st in steps[1:] if st['accepted'])} group(s)",
+    }
+    return FallbackResult(
+        model=best_model, route=route, record=record, metrics=_summary(best_metrics)
+    )
+
+
 def _op_entry(info: ModelInfo, idx: int) -> dict[str, Any]:
     from edgepack.accuracy.analyze import short_name
 
@@ -439,6 +671,9 @@ def run(
 
     ctx.progress(f"fallback: full-int8 missed the gate ({trigger}); searching a per-op recipe")
     layout = float_model.io_layout
+    # One plain build: what the build spent so far (export, conversion, quantize, validate).
+    plain = sum(r.seconds for r in ctx.records)
+    time_budget = round(max(MIN_SEARCH_S, SEARCH_TIME_FACTOR * plain), 1)
     with ctx.timed() as elapsed:
         ref = torch_outputs(torch_model, evaluation.inputs)[0]
         result = search(
@@ -454,6 +689,7 @@ def run(
             precision=plan.fallback_precision,
             trigger=trigger,
             progress=ctx.progress,
+            time_budget_s=time_budget,
         )
         out = ctx.stage_dir(NAME) / "model_full-int8_fallback.tflite"
         out.write_bytes(result.model)
@@ -468,7 +704,12 @@ def run(
             "calibration_samples": len(calibration),
         },
         outputs=[out],
-        metrics={**result.metrics, "ops_kept_out_of_int8": result.record["ops_kept_out_of_int8"]},
+        metrics={
+            **result.metrics,
+            "ops_kept_out_of_int8": result.record["ops_kept_out_of_int8"],
+            # timings: the search's bound, from the plain build's stage seconds
+            "time_budget_s": time_budget if result.record["strategy"] == "op-groups" else None,
+        },
         seconds=elapsed(),
     )
     return FallbackStage(
@@ -487,7 +728,9 @@ def check_result(info: ModelInfo, record: dict[str, Any], io_dtype: str) -> None
         for t in info.input_tensors + info.output_tensors
         if t.dtype != want and t.dtype.startswith(("FLOAT", "INT8", "UINT8"))
     ]
-    kept = {e["tensor"] for e in record["kept"]}
+    kept = {e["tensor"] for e in record["kept"]} | set(
+        (record.get("recipe_kept") or {}).get("tensors", [])
+    )
     allowed = set(record["left_float_by_quantizer"])
     stray = sorted(
         {

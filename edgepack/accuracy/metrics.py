@@ -41,6 +41,17 @@ def snr_from_sums(signal: float, noise: float) -> float:
     return float(np.clip(10 * np.log10(signal / noise), -SNR_CAP_DB, SNR_CAP_DB))
 
 
+def snr_from_sums_array(signal: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """:func:`snr_from_sums` of every position at once (the same rules, vectorized)."""
+    s = np.asarray(signal, dtype=np.float64)
+    n = np.asarray(noise, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        db = np.clip(10 * np.log10(s / n), -SNR_CAP_DB, SNR_CAP_DB)
+    db = np.where(s <= 0, -SNR_CAP_DB, db)
+    db = np.where(n <= 0, SNR_CAP_DB, db)
+    return np.where(np.isfinite(n) & np.isfinite(s), db, -SNR_CAP_DB)
+
+
 def cosine_per_sample(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
     """Cosine similarity of each sample (axis 0) of ``got`` with the same sample of ``ref``.
     Two all-zero samples count as identical (1.0), one all-zero sample as orthogonal (0.0)."""
@@ -226,11 +237,7 @@ class Accumulator:
         """Median over tensor positions of each position's SNR across the samples."""
         if self.pos_signal is None or self.pos_noise is None or self.pos_signal.size <= 1:
             return self.snr_db
-        per = [
-            snr_from_sums(float(s), float(n))
-            for s, n in zip(self.pos_signal, self.pos_noise, strict=True)
-        ]
-        return float(np.median(per))
+        return float(np.median(snr_from_sums_array(self.pos_signal, self.pos_noise)))
 
     @property
     def cosine(self) -> float:

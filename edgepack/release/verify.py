@@ -450,7 +450,10 @@ def _check_recomputed(pkg: Path, manifest: dict[str, Any], rep: VerifyReport) ->
     q = manifest.get("quantization")
     q = q if isinstance(q, dict) else {}
     mode, shown = q.get("mode"), readback_mode(info)
-    fallback = bool(q.get("fallback"))  # full-int8 with chosen ops kept in float
+    # full-int8 with chosen ops kept in float (the fallback search, or a recipe's kept_float)
+    route = q.get("route")
+    route = route if isinstance(route, dict) else {}
+    fallback = bool(q.get("fallback")) or bool(route.get("kept_float"))
     if mode != shown and not (mode == "full-int8" and shown == "dynamic-range" and fallback):
         bad.append(f"quantization.mode: manifest {mode!r}, the model is {shown}")
     io_dtype = q.get("io_dtype")

@@ -12,9 +12,15 @@ Routes, chosen by measurement (docs/quantization.md, from the project's research
                     of :mod:`edgepack.accuracy.fallback`, integer I/O by
                     :mod:`edgepack.accuracy.io_adapter`), when the calibrator leaves ops in
                     float (PADV2 after a padded max-pool) or fails on an op.
+                 3. transformer encoders (an embedding lookup, softmax or LayerNorm in the
+                    graph), when 1 and 2 leave float ops: ai-edge-quantizer with the encoder
+                    recipe (:mod:`edgepack.accuracy.recipes`): int8 embedding table with a
+                    dequantizing lookup, LayerNorm statistics and softmax kept in float, all
+                    else int8. Not pure full-int8: ``route.kept_float`` lists those ops, and a
+                    float op outside them still refuses the route.
                  The route record names the engine used and why each earlier one was refused.
 The result is always read back from the flatbuffer: the mode's promises (no float compute
-in full-int8, the requested I/O dtype) are checked, never assumed.
+in full-int8 outside a recipe's named ops, the requested I/O dtype) are checked, never assumed.
 """
 
 from __future__ import annotations
@@ -93,12 +99,19 @@ def _aeq(float_bytes: bytes, recipe: Any) -> bytes:
     return bytes(q.quantize(enable_progress_report=False).quantized_model)
 
 
-def _aeq_full_int8(float_bytes: bytes, data: Dataset, io_dtype: IODtype, io_layout: str) -> bytes:
-    """ai-edge-quantizer static int8 through the fallback search's driver, nothing kept float."""
+def _aeq_full_int8(
+    float_bytes: bytes,
+    data: Dataset,
+    io_dtype: IODtype,
+    io_layout: str,
+    base: tuple[int, ...] = (),
+) -> bytes:
+    """ai-edge-quantizer static int8 through the fallback search's driver: nothing kept float,
+    or the ops of ``base`` (the encoder recipe's). Calibration runs once for both."""
     from edgepack.accuracy.fallback import Searcher
 
     inputs = [to_boundary_layout(x, io_layout) for x in data.inputs]
-    return Searcher(float_bytes, inputs, io_dtype.value).quantize(())
+    return Searcher(float_bytes, inputs, io_dtype.value, base=base).quantize(())
 
 
 INT8_ROUTES: dict[Int8Engine, dict[str, Any]] = {
@@ -121,11 +134,51 @@ INT8_ROUTES: dict[Int8Engine, dict[str, Any]] = {
 }
 
 
+# Route 3 of ai-edge-quantizer, for transformer encoders (edgepack.accuracy.recipes): tried
+# after the all-int8 routes leave float compute ops, when the graph has an embedding lookup,
+# softmax or LayerNorm. Float only where the recipe says; anything else still refuses it.
+ENCODER_ROUTE: dict[str, Any] = {
+    "engine": "ai-edge-quantizer",
+    "recipe": "static_wi8_ai8 + encoder recipe",
+    "calibration": "min-max (qsv_utils.min_max_update, one pass)",
+    "weights": "int8 per-channel symmetric (embedding table: int8 per row, dequantizing lookup)",
+    "activations": "int8 per-tensor asymmetric; float in the ops kept_float names",
+    "bias": "int32",
+}
+ENCODER = "aeq-encoder"
+
+
 def int8_order(engine: Int8Engine) -> list[Int8Engine]:
-    """The full-int8 routes to try, best first."""
+    """The all-int8 routes to try, best first (the encoder recipe comes after them)."""
     if engine == Int8Engine.AUTO:
         return [Int8Engine.CALIBRATOR, Int8Engine.AEQ]
     return [engine]
+
+
+def _routes(engine: Int8Engine, float_info: ModelInfo) -> list[Int8Engine | str]:
+    """Every full-int8 route to try: the all-int8 ones, then the encoder recipe where it
+    applies (``--int8-engine auto`` or ``aeq``)."""
+    from edgepack.accuracy.recipes import encoder_recipe
+
+    order: list[Int8Engine | str] = list(int8_order(engine))
+    if engine != Int8Engine.CALIBRATOR and encoder_recipe(float_info) is not None:
+        order.append(ENCODER)
+    return order
+
+
+def _route_info(key: Int8Engine | str) -> dict[str, Any]:
+    return ENCODER_ROUTE if key == ENCODER else INT8_ROUTES[Int8Engine(key)]
+
+
+def kept_float_note(route: dict[str, Any]) -> str:
+    """'full-int8 with 65 ops kept in float (LayerNorm statistics 52, ...)', or 'full-int8'."""
+    kept = route.get("kept_float")
+    if not kept:
+        return "full-int8"
+    parts = ", ".join(f"{k} {v}" for k, v in kept["by_reason"].items())
+    return (
+        f"full-int8 with {kept['ops']} ops kept in float by the {kept['recipe']} recipe ({parts})"
+    )
 
 
 def route_for(mode: QuantMode, engine: Int8Engine = Int8Engine.CALIBRATOR) -> dict[str, Any]:
@@ -148,14 +201,20 @@ def route_for(mode: QuantMode, engine: Int8Engine = Int8Engine.CALIBRATOR) -> di
     return {"engine": "none"}
 
 
-def check_result(info: ModelInfo, mode: QuantMode, io_dtype: IODtype) -> None:
+def check_result(
+    info: ModelInfo, mode: QuantMode, io_dtype: IODtype, intended: frozenset[str] = frozenset()
+) -> None:
     """Raise if the written model does not keep the mode's promises."""
     check_ranges(info)
-    check_route(info, mode, io_dtype)
+    check_route(info, mode, io_dtype, intended)
 
 
-def check_route(info: ModelInfo, mode: QuantMode, io_dtype: IODtype) -> None:
-    """The promises another route may keep: I/O dtype, no float compute in full-int8."""
+def check_route(
+    info: ModelInfo, mode: QuantMode, io_dtype: IODtype, intended: frozenset[str] = frozenset()
+) -> None:
+    """The promises another route may keep: I/O dtype, no float compute in full-int8 except
+    in the ops a recipe keeps in float on purpose (``intended``: their output tensor names).
+    A float op outside them is an accidental leftover and refuses the route."""
     want = {"float32": "FLOAT32", "int8": "INT8", "uint8": "UINT8"}[io_dtype.value]
     io = info.input_tensors + info.output_tensors
     wrong = [
@@ -169,11 +228,17 @@ def check_route(info: ModelInfo, mode: QuantMode, io_dtype: IODtype) -> None:
             "this is a converter limitation for this model; try --io-dtype float32",
         )
     if mode == QuantMode.FULL_INT8:
-        floats = info.float_compute_ops()
+        floats = [
+            o
+            for o in info.float_compute_ops()
+            if not any(info.tensors[i].name in intended for i in o.outputs)
+        ]
         if floats:
             names = sorted({o.op for o in floats})
+            outside = " outside its recipe's float ops" if intended else ""
             raise QuantizationError(
-                f"full-int8 left {len(floats)} op(s) computing in float: {', '.join(names)}",
+                f"full-int8 left {len(floats)} op(s) computing in float{outside}: "
+                f"{', '.join(names)}",
                 "use --quantization dynamic-range, or --auto-fallback to keep chosen ops in float",
             )
 
@@ -224,11 +289,16 @@ def _full_int8(
             f"{len(calibration)} calibration samples cannot fill one batch of {batch}",
             f"pass at least {batch} calibration samples",
         )
-    order = int8_order(engine)
+    from edgepack.accuracy.recipes import encoder_recipe
+
+    float_info = read_model_bytes(float_bytes)
+    order = _routes(engine, float_info)
     tried: list[dict[str, Any]] = []
     for k, eng in enumerate(order):
-        name = INT8_ROUTES[eng]["engine"]
+        route_info = _route_info(eng)
+        name = route_info["engine"] + (" encoder recipe" if eng == ENCODER else "")
         refusal: QuantizationError | None = None
+        kept: dict[str, Any] = {}
         try:
             with quiet_native() as log:
                 try:
@@ -236,6 +306,12 @@ def _full_int8(
                         result = _calibrate_full_int8(
                             float_bytes, calibration, io_dtype, io_layout, batch
                         )
+                    elif eng == ENCODER:
+                        enc = encoder_recipe(float_info)
+                        assert enc is not None  # _routes lists it only then
+                        kept = enc.record(float_info)
+                        base = tuple(sorted(enc.kept))
+                        result = _aeq_full_int8(float_bytes, calibration, io_dtype, io_layout, base)
                     else:
                         result = _aeq_full_int8(float_bytes, calibration, io_dtype, io_layout)
                 except Exception as exc:
@@ -246,13 +322,14 @@ def _full_int8(
             info = read_model_bytes(result)
             check_ranges(info)  # degenerate ranges come from the data: no other route helps
             try:
-                check_route(info, QuantMode.FULL_INT8, io_dtype)
+                intended = frozenset(kept.get("tensors", []))
+                check_route(info, QuantMode.FULL_INT8, io_dtype, intended)
             except QuantizationError as exc:
                 refusal = exc
         if refusal is not None:
             tried.append({"engine": name, "outcome": "refused", "reason": refusal.message})
             if k + 1 < len(order):
-                nxt = INT8_ROUTES[order[k + 1]]
+                nxt = _route_info(order[k + 1])
                 ctx.progress(
                     f"quantize: {name} refused ({refusal.message}); trying {nxt['engine']} "
                     f"{nxt.get('recipe', '')}".rstrip()
@@ -266,9 +343,12 @@ def _full_int8(
                 ) from refusal
             raise refusal
         tried.append({"engine": name, "outcome": "used"})
-        if len(tried) > 1:
+        route = {**route_info, "int8_engine": engine.value, "tried": tried}
+        if kept:
+            route["kept_float"] = kept
+            ctx.progress(f"quantize: {kept_float_note(route)} (route {name})")
+        elif len(tried) > 1:
             ctx.progress(f"quantize: full-int8 by {name} (zero float compute ops)")
-        route = {**INT8_ROUTES[eng], "int8_engine": engine.value, "tried": tried}
         return result, info, route
     raise AssertionError("unreachable: int8_order is never empty")
 
@@ -287,6 +367,7 @@ def run(
     params: dict[str, Any] = {"mode": mode.value, "io_dtype": io_dtype.value, "route": route}
     ctx.progress(f"quantize: {mode.value} ({route['engine']})")
     float_bytes = float_model.path.read_bytes()
+    intended: frozenset[str] = frozenset()
     with ctx.timed() as elapsed:
         if mode == QuantMode.FLOAT32:
             shutil.copyfile(float_model.path, out)
@@ -306,6 +387,7 @@ def run(
             # ai-edge-quantizer route every sample.
             calibrator = INT8_ROUTES[Int8Engine.CALIBRATOR]["engine"]
             used = route["tried"][-1]["engine"] == calibrator
+            intended = frozenset(route.get("kept_float", {}).get("tensors", []))
             params["calibration_samples"] = (
                 (len(calibration) // batch) * batch if used else len(calibration)
             )
@@ -323,7 +405,7 @@ def run(
                     raise _failure(mode, exc, log.text) from exc
             out.write_bytes(result)
             info = read_model(out)
-    check_result(info, mode, io_dtype)
+    check_result(info, mode, io_dtype, intended)
     ctx.record(
         NAME,
         params=params,
@@ -349,11 +431,13 @@ def _data_hash(ds: Dataset) -> str:
 
 
 __all__ = [
+    "ENCODER_ROUTE",
     "INT8_ROUTES",
     "check_ranges",
     "check_result",
     "check_route",
     "int8_order",
+    "kept_float_note",
     "read_model_bytes",
     "route_for",
     "run",
