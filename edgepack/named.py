@@ -234,6 +234,7 @@ def load(
         preprocess=preprocess,
         tokenizer=built.tokenizer,
         output_names=tuple(built.outputs),
+        class_names=built.class_names,
     )
 
 
@@ -290,6 +291,9 @@ class _Built:
     tokenizer: str | None = None
     weights_file: Path | None = None
     pretrained_name: str | None = None
+    # The classes of the output, in order, when the source names them (pretrained
+    # torchvision weights' categories, a Hugging Face config's id2label): the package's labels.
+    class_names: tuple[str, ...] | None = None
 
 
 def _image_spec(size: tuple[int, int]) -> tuple[InputSpec, ...]:
@@ -454,7 +458,16 @@ def _torchvision(name: str, options: Any, kwargs: dict[str, Any]) -> _Built:
         preprocess=pre,
         weights_file=weights_file,
         pretrained_name=None if chosen is None else chosen.name,
+        class_names=_tv_categories(chosen, kwargs),
     )
+
+
+def _tv_categories(chosen: Any, kwargs: dict[str, Any]) -> tuple[str, ...] | None:
+    """The loaded weights' class names; none for a random init (its classes mean nothing)."""
+    categories = None if chosen is None else chosen.meta.get("categories")
+    if not categories or kwargs.get("num_classes", len(categories)) != len(categories):
+        return None
+    return tuple(str(c) for c in categories)
 
 
 # ------------------------------------------------------------------------------ timm
@@ -703,6 +716,17 @@ def _hf_wrapper_class() -> Any:
     return HFModel
 
 
+def _hf_labels(config: Any, outputs: tuple[str, ...]) -> tuple[str, ...] | None:
+    """A classifier's id2label, unless it is transformers' placeholder (LABEL_0, ...)."""
+    id2label = getattr(config, "id2label", None) or {}
+    if outputs != ("logits",) or not id2label:
+        return None
+    names = tuple(str(id2label[i]) for i in sorted(id2label, key=int))
+    if all(n == f"LABEL_{i}" for i, n in enumerate(names)):
+        return None
+    return names
+
+
 def _hf(ref: str, options: Any, kwargs: dict[str, Any]) -> _Built:
     transformers = _import("hf")
     folder, _ = _hf_folder(ref)
@@ -743,6 +767,7 @@ def _hf(ref: str, options: Any, kwargs: dict[str, Any]) -> _Built:
         auto.from_pretrained,
         preprocess=pre,
         tokenizer=tokenizer_dir,
+        class_names=_hf_labels(model.config, task.outputs),
         weights_file=None,
     )
 

@@ -404,6 +404,8 @@ def app_facts(
                 raise
     if plan.labels is not None:
         return AppFacts(fitted, used, images.read_labels(Path(plan.labels)), "--labels")
+    if model.class_names:
+        return AppFacts(fitted, used, model.class_names, "model source's class names")
     for purpose, ds in (("evaluation", ev), ("calibration", calib)):
         if ds is not None and ds.classes is not None:
             return AppFacts(fitted, used, ds.classes, f"{purpose} folder's class subfolders")
@@ -650,7 +652,13 @@ def build_from_model(
     float_model = convert.run(exported, plan.layout, ctx, _cache(plan))
     facts = app_facts(plan, model, calib, ev)
     if facts.labels:  # before quantizing: a wrong labels file fails fast
-        metadata_stage.check_labels(facts.labels, _labels_origin(plan, facts), float_model.path)
+        try:
+            metadata_stage.check_labels(facts.labels, _labels_origin(plan, facts), float_model.path)
+        except DataError:
+            # Calibration images need no labels: their folders name no classes of the model.
+            if facts.labels_from != "calibration folder's class subfolders":
+                raise
+            facts = dataclasses.replace(facts, labels=None, labels_from=None)
     batch = model.inputs[0].shape[0] if model.inputs[0].shape else 1
     drop, fid, guard = accuracy_guard(plan, ev)
     plan = dataclasses.replace(plan, max_accuracy_drop=drop, min_fidelity=fid)

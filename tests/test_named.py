@@ -787,3 +787,24 @@ def test_hf_image_model_takes_its_processor(tmp_path: Path) -> None:
     x = torch.randn(1, 3, 32, 32)
     ref = ViTForImageClassification.from_pretrained(folder).eval()
     torch.testing.assert_close(m.module(x), ref(pixel_values=x).logits)
+
+
+def test_source_class_names_from_pretrained_weights_and_id2label() -> None:
+    """Labels for the package come from what the source knows: a pretrained torchvision
+    weights' categories (none for a random init or another class count), an HF id2label
+    unless it is transformers' LABEL_i placeholder."""
+    from types import SimpleNamespace
+
+    from edgepack._torchvision import import_torchvision
+    from edgepack.named import _hf_labels, _tv_categories
+
+    tv = import_torchvision()
+    w = tv.models.get_model_weights("mobilenet_v3_small").DEFAULT
+    names = _tv_categories(w, {})
+    assert names is not None and len(names) == 1000 and names == tuple(w.meta["categories"])
+    assert _tv_categories(None, {}) is None
+    assert _tv_categories(w, {"num_classes": 10}) is None
+    cfg = SimpleNamespace(id2label={0: "neg", 1: "pos"})
+    assert _hf_labels(cfg, ("logits",)) == ("neg", "pos")
+    assert _hf_labels(SimpleNamespace(id2label={0: "LABEL_0", 1: "LABEL_1"}), ("logits",)) is None
+    assert _hf_labels(cfg, ("last_hidden_state",)) is None

@@ -50,6 +50,9 @@ class TorchModel:
     tokenizer: str | None = None  # a local folder the model's tokenizer loads from (offline)
     # Names of the outputs in the package's signature (() : litert-torch's output_0, ...).
     output_names: tuple[str, ...] = ()
+    # The first output's classes in order, when the source names them (pretrained weights'
+    # categories, a Hugging Face id2label): the package's labels.txt unless --labels is given.
+    class_names: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
