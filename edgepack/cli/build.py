@@ -49,6 +49,8 @@ PANELS: dict[str, tuple[str, ...]] = {
         "output_dir",
         "force",
         "jobs",
+        "executor",
+        "address",
         "no_cache",
         "dry_run",
         "json_",
@@ -222,6 +224,18 @@ def register(app: typer.Typer) -> None:
         jobs: int | None = typer.Option(
             None, "--jobs", "-j", min=1, help="Targets built in parallel (default min(2, n))."
         ),
+        executor: str | None = typer.Option(
+            None,
+            "--executor",
+            help="local (worker processes, the default) | ray (one task per target on a Ray "
+            "cluster; [build] executor).",
+        ),
+        address: str | None = typer.Option(
+            None,
+            "--address",
+            help="Ray cluster: HOST:PORT of the head, ray://HOST:PORT, auto, or local to start "
+            "Ray in this process (default RAY_ADDRESS; required with --executor ray).",
+        ),
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Validate and print the resolved plan; build nothing."
         ),
@@ -317,7 +331,10 @@ def register(app: typer.Typer) -> None:
             require_edgetpu_compiler=require_edgetpu_compiler,
         )
         use_config = source is None or config is not None
-        if not use_config and len(target) <= 1 and not dry_run and output_dir is None:
+        single = not use_config and len(target) <= 1 and not dry_run and output_dir is None
+        if single and (executor == "ray" or address is not None):
+            single = False  # the Ray executor builds even one target as a matrix
+        if single:
             if not target:
                 from edgepack.errors import UsageError
 
@@ -327,16 +344,20 @@ def register(app: typer.Typer) -> None:
         cfg_path = find_config(config) if use_config else None
         cfg = load_config(cfg_path) if cfg_path is not None else None
         plan = resolve(cfg, cfg_path, over)
+        from edgepack.release.ray_executor import executor_options
+
+        remote = executor_options(executor, address, cfg.build if cfg is not None else None)
         if dry_run:
             from edgepack.source import check_source
 
             check_source(plan.source)  # imports the factory's module; builds nothing
             if json_:
-                echo_json({"dry_run": True, **plan.to_dict()})
+                extra = {} if remote is None else {"executor": {"name": "ray", **vars(remote)}}
+                echo_json({"dry_run": True, **plan.to_dict(), **extra})
             else:
-                _print_plan(plan)
+                _print_plan(plan, remote)
             return
-        code = _matrix(plan, json_, quiet)
+        code = _matrix(plan, json_, quiet, remote)
         if code:
             raise typer.Exit(code)  # 3: a gate failed, 2: a target could not be built
 
@@ -456,7 +477,7 @@ def _latency_gate(plan: Any, result: Any, allow_missing: bool) -> None:
         )
 
 
-def _print_plan(plan: Any) -> None:
+def _print_plan(plan: Any, remote: Any = None) -> None:
     d = plan.to_dict()
     typer.echo(f"config: {d['config'] or '(command line)'}")
     m = d["model"]
@@ -468,7 +489,13 @@ def _print_plan(plan: Any) -> None:
     typer.echo(f"data:   {data}")
     if d["compression"]:
         typer.echo(f"compression: {d['compression']}")
-    typer.echo(f"jobs:   {d['jobs']} parallel build process(es); one shared export\n")
+    if remote is None:
+        typer.echo(f"jobs:   {d['jobs']} parallel build process(es); one shared export\n")
+    else:
+        typer.echo(
+            f"executor: ray at {remote.address}: one task per target ({remote.cpus:g} CPU, "
+            f"{remote.memory_mb} MB, {remote.max_retries} retries); one shared export\n"
+        )
     rows = []
     for t in d["targets"]:
         gates = ", ".join(
@@ -483,14 +510,14 @@ def _print_plan(plan: Any) -> None:
     typer.echo("\nplan is valid (nothing built: --dry-run)")
 
 
-def _matrix(plan: Any, json_: bool, quiet: bool) -> int:
+def _matrix(plan: Any, json_: bool, quiet: bool, remote: Any = None) -> int:
     from edgepack.cli.progress import build_progress
     from edgepack.release.matrix import SUMMARY_HEADERS, run_matrix, summary_rows
     from edgepack.stages.preflight import disagreements
 
     ids = [t.id for t in plan.targets]
     with build_progress(ids, enabled=not (quiet or json_)) as report:
-        result = run_matrix(plan, progress=report)
+        result = run_matrix(plan, progress=report, executor=remote)
     for o in result.outcomes:
         if o.manifest is not None:
             echo_timings(o.id, o.manifest)

@@ -88,6 +88,7 @@ class TargetOutcome:
     message: str = ""
     hint: str = ""
     restored_bench: list[str] = field(default_factory=list)
+    node: str = ""  # the Ray node that built it (IP and node id); "" for a local build
 
     @property
     def package(self) -> Path | None:
@@ -111,6 +112,7 @@ class TargetOutcome:
             "message": self.message or None,
             "hint": self.hint or None,
             "restored_bench": self.restored_bench,
+            **({"node": self.node} if self.node else {}),
         }
 
 
@@ -410,8 +412,14 @@ def _latency_gate(
 # --------------------------------------------------------------------------- the matrix
 
 
-def run_matrix(plan: ReleasePlan, progress: Progress = _no_progress) -> MatrixResult:
+def run_matrix(
+    plan: ReleasePlan, progress: Progress = _no_progress, executor: Any = None
+) -> MatrixResult:
     """Export once, build every target (in ``plan.jobs`` processes), apply the gates.
+
+    ``executor``: None builds in local processes; an
+    :class:`edgepack.release.ray_executor.RayOptions` builds every target as a task on a Ray
+    cluster (connected before the export, so a bad address fails fast).
 
     Raises EdgepackError only for problems shared by every target (the model source, the
     data, the export); per-target problems are outcomes. Worker processes use the "spawn"
@@ -421,16 +429,21 @@ def run_matrix(plan: ReleasePlan, progress: Progress = _no_progress) -> MatrixRe
     from edgepack.errors import storage_errors
 
     with storage_errors():  # a full disk or an unwritable TMPDIR: a clean error
-        return _run_matrix(plan, progress)
+        return _run_matrix(plan, progress, executor)
 
 
-def _run_matrix(plan: ReleasePlan, progress: Progress) -> MatrixResult:
+def _run_matrix(plan: ReleasePlan, progress: Progress, executor: Any = None) -> MatrixResult:
     from edgepack.pipeline import prepare
     from edgepack.stages.base import StageContext
 
+    remote = None
+    if executor is not None:  # connect before the export: a bad address fails fast
+        from edgepack.release.ray_executor import RayMatrix
+
+        remote = RayMatrix(executor)
     work = Path(tempfile.mkdtemp(prefix="edgepack-matrix-"))
     ctx = StageContext(workdir=work, progress=lambda m: progress("*", m), seed=0)
-    parallel = plan.jobs > 1 and len(plan.targets) > 1
+    parallel = remote is None and plan.jobs > 1 and len(plan.targets) > 1
     # Workers start (and import torch / litert-torch) while this process exports.
     pool = _Pool(plan.jobs, progress) if parallel else None
     try:
@@ -438,7 +451,9 @@ def _run_matrix(plan: ReleasePlan, progress: Progress) -> MatrixResult:
             _, shared, _ = prepare([t.plan for t in plan.targets], ctx, plan.name)
         export_seconds = elapsed()
         raw: dict[str, dict[str, Any]] = {}
-        if pool is not None:
+        if remote is not None:
+            raw = remote.build(plan, shared, progress)
+        elif pool is not None:
             raw = pool.build(plan, shared)
         else:
             for t in plan.targets:
@@ -452,10 +467,14 @@ def _run_matrix(plan: ReleasePlan, progress: Progress) -> MatrixResult:
     except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (edgepack.cli), a bug: no worker survives
         if pool is not None:
             pool.terminate()
+        if remote is not None:
+            remote.cancel()
         raise
     finally:
         if pool is not None:
             pool.close()
+        if remote is not None:
+            remote.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -566,6 +585,7 @@ def _outcome(job: TargetJob, raw: dict[str, Any]) -> TargetOutcome:
         manifest=raw.get("manifest"),
         message=raw.get("message", ""),
         hint=raw.get("hint", ""),
+        node=raw.get("node", ""),
     )
     if out.manifest is None:
         if out.status is Status.GATE_FAILED:  # a gate inside the build: no package written
