@@ -88,7 +88,8 @@ class TargetOutcome:
     message: str = ""
     hint: str = ""
     restored_bench: list[str] = field(default_factory=list)
-    node: str = ""  # the Ray node that built it (IP and node id); "" for a local build
+    # Ray executor: the node that built it (IP and node id) and its task's timings
+    ray: dict[str, Any] = field(default_factory=dict)
 
     @property
     def package(self) -> Path | None:
@@ -112,7 +113,7 @@ class TargetOutcome:
             "message": self.message or None,
             "hint": self.hint or None,
             "restored_bench": self.restored_bench,
-            **({"node": self.node} if self.node else {}),
+            **({"ray": self.ray} if self.ray else {}),
         }
 
 
@@ -585,7 +586,7 @@ def _outcome(job: TargetJob, raw: dict[str, Any]) -> TargetOutcome:
         manifest=raw.get("manifest"),
         message=raw.get("message", ""),
         hint=raw.get("hint", ""),
-        node=raw.get("node", ""),
+        ray=raw.get("ray") or {},
     )
     if out.manifest is None:
         if out.status is Status.GATE_FAILED:  # a gate inside the build: no package written

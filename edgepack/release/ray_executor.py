@@ -135,6 +135,8 @@ class RayMatrix:
         self.ray = _import_ray()
         self.refs: dict[Any, TargetJob] = {}
         self.queue: Any = None
+        self._printer: Any = None
+        self.submitted: dict[str, float] = {}
         if options.address != LOCAL:
             _probe(options.address)
         import logging
@@ -155,7 +157,24 @@ class RayMatrix:
                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
                 "check the address and that this Python and Ray match the cluster's versions",
             ) from exc
+        self._quiet_cluster_errors()
         self._check_resources()
+
+    def _quiet_cluster_errors(self) -> None:
+        """Ray prints the cluster's error messages (a raylet died, ...) on stdout, whole
+        state dumps included; stdout carries --json. One line each goes to stderr instead."""
+        from ray._private import worker
+
+        self._printer = getattr(worker, "print_to_stdstream", None)
+
+        def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+            del ignore_prefix
+            for line in data.get("lines") or []:
+                first = (str(line).strip().splitlines() or [""])[0]
+                print(f"ray: {first}", file=sys.stderr)
+
+        if self._printer is not None:
+            worker.print_to_stdstream = to_stderr
 
     def _check_resources(self) -> None:
         """Fail now, not hang: a task no node can hold would wait for ever."""
@@ -199,6 +218,7 @@ class RayMatrix:
         for job in plan.targets:
             progress(job.id, "queued: waiting for a Ray worker")
             self.refs[task.remote(job, shared, where, pt2, bundle, self.queue)] = job
+            self.submitted[job.id] = time.time()
         raw: dict[str, dict[str, Any]] = {}
         pending = list(self.refs)
         while pending:
@@ -243,7 +263,9 @@ class RayMatrix:
             try:
                 raw["manifest"] = install_package(job, files)
             except EdgepackError as err:
-                return {"status": Status.FAILED.value, "message": err.message, "hint": err.hint}
+                raw = {**raw, "status": Status.FAILED.value, "message": err.message}
+                raw["hint"] = err.hint
+        raw["ray"] = _timings(raw.get("ray") or {}, self.submitted[job.id], time.time())
         return raw
 
     def cancel(self) -> None:
@@ -255,6 +277,25 @@ class RayMatrix:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.ray.shutdown()
+        if getattr(self, "_printer", None) is not None:
+            from ray._private import worker
+
+            worker.print_to_stdstream = self._printer
+
+
+def _timings(ray: dict[str, Any], submitted: float, done: float) -> dict[str, Any]:
+    """Where a task's time went (seconds): ``wait`` from submission to its start on a worker
+    (queueing behind other tasks, scheduling, worker start-up), ``build`` inside the build,
+    ``overhead`` the rest of the task's life: inputs written on the worker, the package sent
+    back and written into dist/."""
+    if "started_at" not in ray:
+        return {}
+    return {
+        "node": ray["node"],
+        "wait_s": round(ray["started_at"] - submitted, 3),
+        "build_s": round(ray["build_s"], 3),
+        "overhead_s": round(done - ray["started_at"] - ray["build_s"], 3),
+    }
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -428,6 +469,7 @@ def _ray_task(
     with the package's files as bytes (nothing is left on the node)."""
     from edgepack.release.matrix import Status, _build_target
 
+    started_at = time.time()  # wall clock: the driver compares it with its own (timings)
     start = time.monotonic()
     node = _node()
     root = Path(tempfile.mkdtemp(prefix="edgepack-ray-"))
@@ -453,11 +495,17 @@ def _ray_task(
             exported=dataclasses.replace(shared.exported, path=pt2_path),
         )
         out.mkdir()
+        built = time.monotonic()
         raw = _build_target(dataclasses.replace(job, plan=plan, dest=dest), here, send)
+        build_s = time.monotonic() - built
         if raw["status"] == Status.OK.value:
             raw["files"] = {p.name: p.read_bytes() for p in sorted(dest.iterdir()) if p.is_file()}
-        raw["node"] = node
-        raw["task_seconds"] = round(time.monotonic() - start, 3)
+        raw["ray"] = {
+            "node": node,
+            "started_at": started_at,
+            "build_s": build_s,
+            "task_s": time.monotonic() - start,
+        }
         return raw
     finally:
         shutil.rmtree(root, ignore_errors=True)
