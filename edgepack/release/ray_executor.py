@@ -21,9 +21,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +129,21 @@ def _probe(address: str) -> None:
         ) from exc
 
 
+_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def _handlers() -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.getsignal(s) for s in _SIGNALS}
+
+
+def _restore(saved: dict[int, Any]) -> None:
+    for s, handler in saved.items():
+        if handler is not None:
+            signal.signal(s, handler)
+
+
 class RayMatrix:
     """A driver connected to a Ray cluster: builds a plan's targets there."""
 
@@ -146,11 +163,15 @@ class RayMatrix:
             "log_to_driver": False,  # the workers' TensorFlow chatter stays in the logs
             "configure_logging": True,
         }
+        # Ray's core installs its own fatal-signal handler for SIGTERM (it aborts the process);
+        # the CLI's handlers come back, so SIGTERM unwinds and cancels the tasks like Ctrl-C.
+        saved = _handlers()
         try:
             if options.address == LOCAL:
                 self.ray.init(include_dashboard=False, **kwargs)
             else:
                 self.ray.init(address=options.address, **kwargs)
+            _restore(saved)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ClusterError(
                 f"cannot connect to the Ray cluster at {options.address}: "
@@ -205,7 +226,11 @@ class RayMatrix:
         from ray.util.queue import Queue
 
         ray = self.ray
-        self.queue = Queue(actor_options={"num_cpus": 0})
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # The progress queue lives on the driver's node: a lost worker node must not take it.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        self.queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
         pt2 = ray.put(Path(shared.exported.path).read_bytes())
         inputs, where = _collect_inputs(plan, shared)
         bundle = ray.put(inputs)
@@ -221,22 +246,47 @@ class RayMatrix:
             self.submitted[job.id] = time.time()
         raw: dict[str, dict[str, Any]] = {}
         pending = list(self.refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
+        # A Python exception raised by a signal handler inside ray.wait (native code) comes
+        # out as a SystemError: while waiting, a signal is noted, then handled here.
+        signals: list[int] = []
+        saved = {s: h for s, h in _handlers().items() if h is not signal.SIG_IGN}
+        for s in saved:
+            signal.signal(s, lambda signum, frame: signals.append(signum))
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
+                if signals:
+                    self._stop(signals[0], saved)
+                self._drain(progress)
+                for ref in done:
+                    job = self.refs[ref]
+                    raw[job.id] = self._finish(ref, job)
             self._drain(progress)
-            for ref in done:
-                job = self.refs[ref]
-                raw[job.id] = self._finish(ref, job)
-        self._drain(progress)
+        finally:
+            _restore(saved)
         return raw
+
+    def _stop(self, signum: int, saved: dict[int, Any]) -> None:
+        """A signal arrived while waiting: the caller's handler runs now (the CLI's raises,
+        and the matrix cancels the tasks while it unwinds); a default one ends the process
+        after the tasks are cancelled."""
+        _restore(saved)
+        handler = saved.get(signum)
+        if callable(handler):
+            handler(signum, None)
+        self.cancel()
+        signal.raise_signal(signum)
 
     def _drain(self, progress: Any) -> None:
         from ray.util.queue import Empty
 
-        while True:
+        while self.queue is not None:
             try:
                 items = self.queue.get_nowait_batch(self.queue.qsize())
             except (Empty, ValueError):
+                return
+            except self.ray.exceptions.RayError:  # the queue is gone: the build goes on
+                self.queue = None
                 return
             if not items:
                 return
