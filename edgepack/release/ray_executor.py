@@ -228,9 +228,12 @@ class RayMatrix:
         ray = self.ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        # The progress queue lives on the driver's node: a lost worker node must not take it.
+        # The progress queue lives on the driver's node, and comes back if its node is lost
+        # (the messages it held are lost with it: progress is best effort).
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
-        self.queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
+        self.queue = Queue(
+            actor_options={"num_cpus": 0, "scheduling_strategy": here, "max_restarts": -1}
+        )
         pt2 = ray.put(Path(shared.exported.path).read_bytes())
         inputs, where = _collect_inputs(plan, shared)
         bundle = ray.put(inputs)
@@ -285,8 +288,7 @@ class RayMatrix:
                 items = self.queue.get_nowait_batch(self.queue.qsize())
             except (Empty, ValueError):
                 return
-            except self.ray.exceptions.RayError:  # the queue is gone: the build goes on
-                self.queue = None
+            except self.ray.exceptions.RayError:  # the queue restarts: the build goes on
                 return
             if not items:
                 return
@@ -500,10 +502,17 @@ def _node() -> str:
     import ray
 
     ctx = ray.get_runtime_context()
+    # The address the node was started with (`ray start --node-ip-address`), else the IP of
+    # this machine's default route: a name for progress lines only.
     try:
-        ip = ray.util.get_node_ip_address()
-    except Exception:  # a name for a progress line only
-        ip = socket.gethostname()
+        ip = ray._private.worker.global_worker.node_ip_address
+    except Exception:
+        ip = None
+    if not ip:
+        try:
+            ip = ray.util.get_node_ip_address()
+        except Exception:
+            ip = socket.gethostname()
     return f"{ip} {ctx.get_node_id()[:8]}"
 
 
@@ -529,7 +538,9 @@ def _ray_task(
     def send(msg: str) -> None:
         msg = msg.replace(str(dest), str(job.dest))
         with contextlib.suppress(Exception):  # progress is best effort
-            queue.put_nowait((job.id, msg, node, time.monotonic() - start))
+            # Fire and forget: a blocking ray.get in a task lends its CPU to another task,
+            # which would then run two builds on a node declared for one.
+            queue.actor.put_nowait.remote((job.id, msg, node, time.monotonic() - start))
 
     try:
         send("started")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -220,6 +221,14 @@ def test_ray_matrix_is_byte_identical_to_the_local_one(cluster: Cluster, tmp_pat
     assert ran_on <= nodes, (ran_on, nodes)  # each target records the node that built it
     for t in summary["targets"]:  # and where its time went
         assert t["ray"]["build_s"] > 0 and t["ray"]["wait_s"] >= 0 and t["ray"]["overhead_s"] >= 0
+    # One CPU per node, one CPU per task: a node never ran two builds at once (every task
+    # was submitted within the same moment, so its start is its wait).
+    spans = sorted(
+        (t["ray"]["node"], t["ray"]["wait_s"], t["ray"]["wait_s"] + t["ray"]["build_s"])
+        for t in summary["targets"]
+    )
+    for (n1, _, end), (n2, start, _) in itertools.pairwise(spans):
+        assert n1 != n2 or start >= end - 1.0, spans
     for t in TARGETS:
         local = project / "dist-local" / f"digits-{t}"
         remote = project / "dist" / f"digits-{t}"
@@ -427,3 +436,42 @@ def test_the_dry_run_shows_the_ray_plan(tmp_path: Path, monkeypatch: pytest.Monk
         "memory_mb": 256,
         "max_retries": 2,
     }
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_task_no_node_can_hold_is_an_error_not_a_hang(cluster: Cluster, tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "repo", CONFIG.replace("memory_mb = 256", "memory_mb = 100000000")
+    )
+    out = _edgepack(["build", "--executor", "ray", "--address", cluster.address], project)
+    assert out.returncode == 4, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert lines[0].startswith(
+        "error: no node of the Ray cluster can run a build task (needs 1 CPU and 100000000 MB; "
+        "nodes: 1 CPU / "
+    )
+    assert lines[1] == (
+        "hint: lower [build.ray] cpus / memory_mb, or add a bigger node to the cluster"
+    )
+    assert not (project / "dist").exists()
+
+
+def test_a_malformed_package_from_a_worker_is_refused(tmp_path: Path) -> None:
+    from edgepack.errors import PackageError
+    from edgepack.release.config import Overrides, load_config, resolve
+    from edgepack.release.ray_executor import install_package
+
+    project = make_project(tmp_path / "repo", CONFIG)
+    plan = resolve(load_config(project / "edgepack.toml"), project / "edgepack.toml", Overrides())
+    job = plan.targets[0]
+    for files, why in (
+        ({"../evil": b"x", "manifest.json": b"{}"}, "file names '../evil'"),
+        ({"model.tflite": b"x"}, "no manifest"),
+    ):
+        with pytest.raises(PackageError) as err:
+            install_package(job, files)
+        assert err.value.message == (
+            f"the Ray worker returned a malformed package for rpi4 ({why})"
+        )
+    assert not job.dest.exists() and not (tmp_path / "evil").exists()
