@@ -39,6 +39,7 @@ def env() -> dict[str, str]:
         **os.environ,
         "PYTHONPATH": str(REPO),
         "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "disabled",  # a token in ~/.ray from another Ray must not apply
     }
 
 

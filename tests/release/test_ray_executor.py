@@ -74,6 +74,7 @@ def _free_port() -> int:
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env["RAY_AUTH_MODE"] = "disabled"  # a token left in ~/.ray by another Ray must not apply
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
     )
@@ -137,10 +138,14 @@ class Cluster:
         return _raylet(self.worker_dir)[1][:8]
 
 
-def _ray(*args: str) -> None:
+def _ray(*args: str, attempts: int = 1) -> None:
     cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", *args]
-    out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    for attempt in range(attempts):
+        out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180)
+        if out.returncode == 0:
+            return
+        time.sleep(2 * (attempt + 1))  # a busy machine: the head's GCS may answer late
+    raise AssertionError(out.stdout[-2000:] + out.stderr[-2000:])
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +165,7 @@ def cluster() -> Iterator[Cluster]:
             f"--temp-dir={head}",
             *common,
         )
-        _ray(f"--address=127.0.0.1:{port}", f"--temp-dir={worker}", *common)
+        _ray(f"--address=127.0.0.1:{port}", f"--temp-dir={worker}", *common, attempts=3)
         yield Cluster(f"127.0.0.1:{port}", head, worker)
     finally:
         # Only this cluster's processes: never `ray stop` (it ends every Ray on the machine).
