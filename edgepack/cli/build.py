@@ -68,6 +68,8 @@ PANELS: dict[str, tuple[str, ...]] = {
         "force",
         "jobs",
         "shard",
+        "executor",
+        "address",
         "no_cache",
         "dry_run",
         "json_",
@@ -312,6 +314,18 @@ def register(app: typer.Typer) -> None:
             help="I/N: build only slice I of N of the matrix (the same slice on every run; "
             "one CI job per I; `edgepack report` merges the dist folders).",
         ),
+        executor: str | None = typer.Option(
+            None,
+            "--executor",
+            help="local (worker processes, the default) | ray (one task per target on a Ray "
+            "cluster; [build] executor).",
+        ),
+        address: str | None = typer.Option(
+            None,
+            "--address",
+            help="Ray cluster: HOST:PORT of the head, ray://HOST:PORT, auto, or local to start "
+            "Ray in this process (default RAY_ADDRESS; required with --executor ray).",
+        ),
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Validate and print the resolved plan; build nothing."
         ),
@@ -416,7 +430,10 @@ def register(app: typer.Typer) -> None:
         )
         use_config = source is None or config is not None
         single = len(target) <= 1 and not dry_run and output_dir is None and shard is None
-        if not use_config and single:
+        single = single and not use_config
+        if single and (executor == "ray" or address is not None):
+            single = False  # the Ray executor builds even one target as a matrix
+        if single:
             if not target:
                 from edgepack.errors import UsageError
 
@@ -426,6 +443,9 @@ def register(app: typer.Typer) -> None:
         cfg_path = find_config(config) if use_config else None
         cfg = load_config(cfg_path) if cfg_path is not None else None
         plan = resolve(cfg, cfg_path, over)
+        from edgepack.release.ray_executor import executor_options
+
+        remote = executor_options(executor, address, cfg.build if cfg is not None else None)
         if dry_run:
             from edgepack.source import check_source
 
@@ -433,11 +453,12 @@ def register(app: typer.Typer) -> None:
             for m in plan.models:
                 check_source(m.source, m.source_options)
             if json_:
-                echo_json({"dry_run": True, **plan.to_dict()})
+                extra = {} if remote is None else {"executor": {"name": "ray", **vars(remote)}}
+                echo_json({"dry_run": True, **plan.to_dict(), **extra})
             else:
-                _print_plan(plan)
+                _print_plan(plan, remote)
             return
-        code = _matrix(plan, json_, quiet)
+        code = _matrix(plan, json_, quiet, remote)
         if code:
             raise typer.Exit(code)  # 3: a gate failed, 2: a target could not be built
 
@@ -569,7 +590,7 @@ def _latency_gate(plan: Any, result: Any, allow_missing: bool) -> None:
         )
 
 
-def _print_plan(plan: Any) -> None:
+def _print_plan(plan: Any, remote: Any = None) -> None:
     d = plan.to_dict()
     typer.echo(f"config: {d['config'] or '(command line)'}")
     for m in d["models"] if "models" in d else [{**d["model"], "data": d["data"]}]:
@@ -587,7 +608,13 @@ def _print_plan(plan: Any) -> None:
     if d["compression"]:
         typer.echo(f"compression: {d['compression']}")
     exports = "one shared export" + (" per model" if len(plan.models) > 1 else "")
-    typer.echo(f"jobs:   {d['jobs']} parallel build process(es); {exports}")
+    if remote is None:
+        typer.echo(f"jobs:   {d['jobs']} parallel build process(es); {exports}")
+    else:
+        typer.echo(
+            f"executor: ray at {remote.address}: one task per target ({remote.cpus:g} CPU, "
+            f"{remote.memory_mb} MB, {remote.max_retries} retries); {exports}"
+        )
     _echo_shard(plan.shard, len(plan.targets), plan.skipped)
     typer.echo("")
     rows = []
@@ -604,7 +631,7 @@ def _print_plan(plan: Any) -> None:
     typer.echo("\nplan is valid (nothing built: --dry-run)")
 
 
-def _matrix(plan: Any, json_: bool, quiet: bool) -> int:
+def _matrix(plan: Any, json_: bool, quiet: bool, remote: Any = None) -> int:
     from edgepack.cli.progress import build_progress
     from edgepack.release.matrix import SUMMARY_HEADERS, run_matrix, summary_rows
     from edgepack.stages.preflight import disagreements
@@ -613,7 +640,7 @@ def _matrix(plan: Any, json_: bool, quiet: bool) -> int:
     if plan.shard is not None and not quiet and not json_:
         _echo_shard(plan.shard, len(plan.targets), plan.skipped, err=True)
     with build_progress(ids, enabled=not (quiet or json_)) as report:
-        result = run_matrix(plan, progress=report)
+        result = run_matrix(plan, progress=report, executor=remote)
     for o in result.outcomes:
         if o.manifest is not None:
             echo_timings(o.id, o.manifest)

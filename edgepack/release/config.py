@@ -108,7 +108,18 @@ class TargetEntry(_Strict):
     gates: Gates = Gates()
 
 
+class RaySection(_Strict):
+    """[build.ray]: the cluster and what each target's task declares (edgepack.release.ray_executor)."""
+
+    address: str | None = None  # host:port, ray://host:port, auto, or local; else RAY_ADDRESS
+    cpus: float = Field(default=1.0, gt=0)
+    memory_mb: int = Field(default=2048, ge=64)
+    max_retries: int = Field(default=2, ge=0, le=10)
+
+
 class BuildSection(_Strict):
+    executor: Literal["local", "ray"] = "local"  # --executor
+    ray: RaySection = RaySection()
     output_dir: str = "dist"
     jobs: int | None = Field(default=None, ge=1, le=64)
     seed: int = 0

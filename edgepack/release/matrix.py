@@ -92,6 +92,8 @@ class TargetOutcome:
     message: str = ""
     hint: str = ""
     restored_bench: list[str] = field(default_factory=list)
+    # Ray executor: the node that built it (IP and node id) and its task's timings
+    ray: dict[str, Any] = field(default_factory=dict)
 
     @property
     def package(self) -> Path | None:
@@ -115,6 +117,7 @@ class TargetOutcome:
             "message": self.message or None,
             "hint": self.hint or None,
             "restored_bench": self.restored_bench,
+            **({"ray": self.ray} if self.ray else {}),
         }
 
 
@@ -440,8 +443,14 @@ def _latency_gate(
 # --------------------------------------------------------------------------- the matrix
 
 
-def run_matrix(plan: ReleasePlan, progress: Progress = _no_progress) -> MatrixResult:
+def run_matrix(
+    plan: ReleasePlan, progress: Progress = _no_progress, executor: Any = None
+) -> MatrixResult:
     """Export once, build every target (in ``plan.jobs`` processes), apply the gates.
+
+    ``executor``: None builds in local processes; an
+    :class:`edgepack.release.ray_executor.RayOptions` builds every target as a task on a Ray
+    cluster (connected before the export, so a bad address fails fast).
 
     Raises EdgepackError only for problems shared by every target (the model source, the
     data, the export); per-target problems are outcomes. Worker processes use the "spawn"
@@ -451,16 +460,21 @@ def run_matrix(plan: ReleasePlan, progress: Progress = _no_progress) -> MatrixRe
     from edgepack.errors import storage_errors
 
     with storage_errors():  # a full disk or an unwritable TMPDIR: a clean error
-        return _run_matrix(plan, progress)
+        return _run_matrix(plan, progress, executor)
 
 
-def _run_matrix(plan: ReleasePlan, progress: Progress) -> MatrixResult:
+def _run_matrix(plan: ReleasePlan, progress: Progress, executor: Any = None) -> MatrixResult:
     from edgepack.errors import EdgepackError
     from edgepack.pipeline import prepare
     from edgepack.stages.base import StageContext
 
+    remote = None
+    if executor is not None:  # connect before the export: a bad address fails fast
+        from edgepack.release.ray_executor import RayMatrix
+
+        remote = RayMatrix(executor)
     work = Path(tempfile.mkdtemp(prefix="edgepack-matrix-"))
-    parallel = plan.jobs > 1 and len(plan.targets) > 1
+    parallel = remote is None and plan.jobs > 1 and len(plan.targets) > 1
     # Workers start (and import torch / litert-torch) while this process exports.
     pool = _Pool(plan.jobs, progress) if parallel else None
     exports: list[ModelExport] = []
@@ -489,6 +503,9 @@ def _run_matrix(plan: ReleasePlan, progress: Progress) -> MatrixResult:
             exports.append(
                 ModelExport(model.name, elapsed(), shared.exported.cache_key, [t.id for t in jobs])
             )
+            if remote is not None:  # the model's targets run on the cluster
+                raw.update(remote.build(jobs, shared, progress))
+                continue
             if pool is not None:
                 pool.submit(jobs, shared)  # they build while the next model exports
                 continue
@@ -514,10 +531,14 @@ def _run_matrix(plan: ReleasePlan, progress: Progress) -> MatrixResult:
     except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (edgepack.cli), a bug: no worker survives
         if pool is not None:
             pool.terminate()
+        if remote is not None:
+            remote.cancel()
         raise
     finally:
         if pool is not None:
             pool.close()
+        if remote is not None:
+            remote.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -655,6 +676,7 @@ def _outcome(job: TargetJob, raw: dict[str, Any]) -> TargetOutcome:
         manifest=raw.get("manifest"),
         message=raw.get("message", ""),
         hint=raw.get("hint", ""),
+        ray=raw.get("ray") or {},
     )
     if out.manifest is None:
         if out.status is Status.GATE_FAILED:  # a gate inside the build: no package written
