@@ -39,14 +39,15 @@ from typing import Any
 from edgepack.errors import decode_problem
 from edgepack.release.config import Gates, ReleasePlan, TargetJob
 
-Progress = Callable[[str, str], None]  # (target id or "*", message)
+# (target id or "*", message[, node=...]): the node that builds the target, "local" by default
+Progress = Callable[..., None]
 
 RESULT_SCHEMA = "edgepack.bench-result/1"
 STAT_KEYS = {"p50": "p50_ms", "p90": "p90_ms", "p99": "p99_ms", "mean": "mean_ms"}
 
 
-def _no_progress(target: str, msg: str) -> None:
-    del target, msg
+def _no_progress(target: str, msg: str, node: str = "local") -> None:
+    del target, msg, node
 
 
 class Status(str, Enum):

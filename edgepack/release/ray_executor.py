@@ -298,7 +298,8 @@ class RayMatrix:
             if not items:
                 return
             for tid, msg, node, elapsed in items:
-                progress(tid, f"{msg}  [node {node}, {elapsed:.1f} s]")
+                # "[rpi4 @ <node ip> <node id>, <since queued> s] <stage>  (task <s> s)"
+                progress(tid, f"{msg}  (task {elapsed:.1f} s)", node=node)
 
     def _finish(self, ref: Any, job: TargetJob) -> dict[str, Any]:
         from edgepack.release.matrix import Status

@@ -270,9 +270,9 @@ def test_a_worker_node_killed_mid_build_loses_no_target(cluster: Cluster, tmp_pa
         assert proc.stderr is not None
         for line in proc.stderr:
             lines.append(line)
-            m = re.match(r"\s*\[([\w-]+)\] (\w+)\b.*\[node \S+ (\w+),", line)
+            m = re.match(r"\s*\[([\w-]+) @ \S+ (\w+), [\d.]+ s\] (\w+)\b", line)
             # Mid-build: the target has loaded its model on the worker node and converts.
-            if killed is None and m and m.group(2) == "convert" and m.group(3) == worker:
+            if killed is None and m and m.group(3) == "convert" and m.group(2) == worker:
                 os.kill(raylet, signal.SIGKILL)
                 killed = m.group(1)
             assert time.monotonic() < deadline, "the build did not finish"
@@ -294,8 +294,8 @@ def test_a_worker_node_killed_mid_build_loses_no_target(cluster: Cluster, tmp_pa
         assert sorted(p.name for p in dist.iterdir() if p.is_dir()) == sorted(
             f"digits-{t}" for t in TARGETS
         )
-        after = err[err.index(f"[{killed}] convert") :]
-        assert re.search(rf"\[{killed}\] started  \[node \S+ {head},", after), err
+        after = err[re.search(rf"\[{killed} @ \S+ {worker}, [\d.]+ s\] convert", err).start() :]
+        assert re.search(rf"\[{killed} @ \S+ {head}, [\d.]+ s\] started", after), err
         assert rows[killed].split()[-1] == "ok"
     else:  # or it failed cleanly: exit 2, named, no package for it
         assert code == 2, err
@@ -326,7 +326,7 @@ def test_sigterm_on_the_driver_cancels_its_tasks(cluster: Cluster, tmp_path: Pat
     try:
         assert proc.stderr is not None
         for line in proc.stderr:
-            if re.search(r"\] started  \[node ", line):
+            if re.search(r" s\] started  \(task ", line):
                 break
         assert _running_tasks(root), "no build task was running"
         proc.send_signal(signal.SIGTERM)
