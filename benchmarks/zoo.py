@@ -16,7 +16,8 @@ make the profiles' fidelity guard (output cosine vs the float model >= 0.98) a s
 random weights, not about the architecture; the fidelity column shows the cosine either way.
 
 Columns: pass/fail with the reason (the build's one-line `error:`, or the exit code and the last
-line of a traceback / timeout), the quantization mode shipped, the float compute ops left, the
+line of a traceback / timeout), the quantization mode shipped (with "(aeq)" where full-int8
+came from ai-edge-quantizer), the float compute ops left in a full-int8 model, the
 size ratio (model.tflite bytes / float32 parameter bytes), the relative float parity (max abs
 difference of the float conversion / max abs reference output), the fidelity (output cosine
 of the shipped model vs the float model on the eval data), the build's wall seconds (the first
@@ -168,13 +169,20 @@ def run_build(
         target,
         True,
         mode=m["quantization"]["mode"] + _engine(m),
-        float_ops=", ".join(m["model"].get("float_compute_ops", [])) or "0",
+        float_ops=_float_ops(m),
         size_ratio=m["files"]["model.tflite"]["bytes"] / PARAMS[arch],
         rel_parity=parity.get("max_rel_diff"),
         fidelity=fid.get("cosine"),
         seconds=seconds,
         cache="/".join(cache_st.get(k, {}).get("status", "-")[0] for k in ("export", "convert")),
     )
+
+
+def _float_ops(m: dict) -> str:  # type: ignore[type-arg]
+    """Float compute ops left in an int8 model (none is the goal); n/a for the float modes."""
+    if m["quantization"]["mode"] != "full-int8":
+        return "n/a"
+    return ", ".join(m["model"].get("float_compute_ops", [])) or "0"
 
 
 def _engine(m: dict) -> str:  # type: ignore[type-arg]
