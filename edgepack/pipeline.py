@@ -482,7 +482,7 @@ def build(plan: BuildPlan, progress: Callable[[str], None] = noop_progress) -> B
         work = Path(tempfile.mkdtemp(prefix="edgepack-build-"))
         ctx = StageContext(workdir=work, progress=progress, seed=plan.seed)
         try:
-            model, shared, data = prepare([plan], ctx, name)
+            model, shared, data = prepare([plan], ctx, name, keep_program=True)
             calib, ev = data[0]
             return build_from_model(
                 plan, model, name, dest, calib, ev, ctx, exported=shared.exported
@@ -511,12 +511,14 @@ class SharedExport:
 
 
 def prepare(
-    plans: Sequence[BuildPlan], ctx: StageContext, name: str
+    plans: Sequence[BuildPlan], ctx: StageContext, name: str, keep_program: bool = False
 ) -> tuple[TorchModel, SharedExport, list[tuple[Dataset | None, Dataset | None]]]:
     """Load the model once, check every plan's data against its inputs, export it once.
 
     All ``plans`` share the model source (weights, input shapes). The export is written into
-    ``ctx.workdir``; it lives as long as that folder.
+    ``ctx.workdir``; it lives as long as that folder. ``keep_program``: one build in this
+    process converts it; the program is handed over in memory (no .pt2 written without the
+    cache).
     """
     from edgepack.source import load_module, load_source
     from edgepack.stages import export
@@ -565,9 +567,10 @@ def prepare(
         model.reference = original
         model.source = original.source
     if model.reference is not None:  # compressed: the key would have to cover the training
-        exported = export.run(model, ctx, None, "compressed model (--prune/--distill)")
+        reason = "compressed model (--prune/--distill)"
+        exported = export.run(model, ctx, None, reason, keep_program=keep_program)
     else:
-        exported = export.run(model, ctx, cache)
+        exported = export.run(model, ctx, cache, keep_program=keep_program)
     shared = SharedExport(
         source=first.source,
         weights=first.weights,

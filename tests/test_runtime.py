@@ -51,3 +51,37 @@ def test_latency_budget_bounds_the_runs(runs: int, timed: int) -> None:
     lat = Runner(TINY_INT8).latency_ms(runs=runs, budget_s=0.0)
     assert lat["runs"] == timed
     assert 0 < lat["min_ms"] <= lat["median_ms"]
+
+
+def _samples(runner: Runner, n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [
+        rng.standard_normal((n, *(int(d) for d in i["shape"][1:]))).astype(np.float32)
+        for i in runner.inputs
+    ]
+
+
+def test_latency_reuses_the_invokes_of_run() -> None:
+    # The validation's parity/fidelity invokes are timed runs already: the first is the
+    # warmup, the next `runs` are the figures, and no invoke is repeated for them.
+    runner = Runner(TINY_INT8)
+    runner.run(_samples(runner, 6))
+    assert len(runner.invoke_ms) == 6
+    lat = runner.latency_ms(runs=4, reuse=True)
+    reused = sorted(runner.invoke_ms[1:5])
+    assert lat["runs"] == 4
+    assert lat["min_ms"] == round(reused[0], 4)
+    assert lat["median_ms"] == round(percentile(reused, 50), 4)
+
+
+def test_latency_tops_up_the_reused_invokes_within_the_budget() -> None:
+    runner = Runner(TINY_INT8)
+    runner.run(_samples(runner, 3))
+    assert Runner(TINY_INT8).latency_ms(runs=10, reuse=True)["runs"] == 10  # nothing to reuse
+    lat = runner.latency_ms(runs=10, reuse=True)
+    assert lat["runs"] == 10  # 2 reused + 8 new
+    assert lat["min_ms"] <= min(runner.invoke_ms[1:])
+    # A spent budget: the 2 reused runs and 1 new one make the minimum of 3.
+    runner2 = Runner(TINY_INT8)
+    runner2.run(_samples(runner2, 3))
+    assert runner2.latency_ms(runs=10, budget_s=0.0, reuse=True)["runs"] == 3

@@ -117,6 +117,17 @@ def adapt_io(model: bytes, io_dtype: str, qsvs: dict[str, Any]) -> bytes:
         for tm in list(sd.inputs or []) + list(sd.outputs or []):
             if tm.tensorIndex in remap:
                 tm.tensorIndex = remap[tm.tensorIndex]
+    _inline_buffers(m, model)
     b = flatbuffers.Builder(max(1024, len(model) + 4096))
     b.Finish(m.Pack(b), file_identifier=b"TFL3")
     return bytes(b.Output())
+
+
+def _inline_buffers(m: Any, model: bytes) -> None:
+    """Move constant data stored after the flatbuffer (``offset``/``size``, as
+    ai-edge-quantizer writes a model with 256 KiB of weights or more) into the buffers:
+    re-packing drops what follows the flatbuffer, and those offsets would point past the end."""
+    for buf in m.buffers or []:
+        if buf.offset > 1 and buf.size > 0:
+            buf.data = np.frombuffer(model, np.uint8, count=buf.size, offset=buf.offset)
+            buf.offset = buf.size = 0

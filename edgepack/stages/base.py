@@ -57,13 +57,25 @@ class TorchModel:
 
 @dataclass(frozen=True)
 class ExportedModel:
-    """A torch.export ExportedProgram saved as .pt2 (shared by every target of a matrix)."""
+    """A torch.export ExportedProgram saved as .pt2 (shared by every target of a matrix).
+
+    ``program``: the program itself, for the one conversion of a single-target build in the
+    same process (no save/load round trip; ``path`` may then not exist). Never pickled: a
+    matrix's build processes get the file.
+    """
 
     path: Path
     inputs: tuple[InputSpec, ...]
     sha256: str
     cache_key: str = ""  # edgepack.cache export key ("": not cached, e.g. a compressed model)
     output_names: tuple[str, ...] = ()  # the signature's output names (): output_0, ...
+    program: Any = field(default=None, compare=False, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "program": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
 
 @dataclass(frozen=True)

@@ -168,9 +168,14 @@ def _convert(exported: ExportedModel, layout: IOLayout, nhwc_args: list[int], ou
         import torch
 
         try:
-            # A fresh program per conversion (litert-torch's passes edit it in place),
-            # loaded through the checked loader: a .pt2 is a pickle carrier.
-            ep = load_program(exported.path)
+            # A fresh program per conversion (litert-torch's passes edit it in place):
+            # the one handed over in memory, else the file, loaded through the checked
+            # loader (a .pt2 is a pickle carrier).
+            ep = exported.program
+            if ep is None:
+                ep = load_program(exported.path)
+            else:  # taken once: a second conversion loads the file
+                object.__setattr__(exported, "program", None)
             shapes = boundary_shapes(exported.inputs, layout)
             names = [s.name for s in exported.inputs]
             args = tuple(

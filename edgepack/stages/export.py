@@ -64,27 +64,31 @@ def _explain(exc: BaseException, user_files: set[str]) -> str:
     return f"{type(exc).__name__}: {first}{where}"
 
 
-def _export(model: TorchModel, out: Path) -> Any:
-    """torch.export ``model`` (or take its program) and save it to ``out``; the program."""
+def _program(model: TorchModel) -> Any:
+    """torch.export ``model`` (or take its program)."""
     import torch
 
     if model.exported is not None:
-        ep = model.exported
-    else:
-        user_files = set()
-        src = model.source.get("spec", "")
-        if ".py:" in src:
-            user_files.add(str(Path(src.rsplit(":", 1)[0]).resolve()))
-        try:
-            ep = torch.export.export(model.module, model.example_inputs, strict=False)
-        except Exception as exc:
-            raise ExportError(
-                "torch.export cannot trace the model: " + _explain(exc, user_files),
-                DATA_DEPENDENT_HINT
-                if is_data_dependent(exc)
-                else "make forward() traceable: no data-dependent Python control flow or "
-                "unsupported ops; see the torch.export docs for the failing construct",
-            ) from exc
+        return model.exported
+    user_files = set()
+    src = model.source.get("spec", "")
+    if ".py:" in src:
+        user_files.add(str(Path(src.rsplit(":", 1)[0]).resolve()))
+    try:
+        return torch.export.export(model.module, model.example_inputs, strict=False)
+    except Exception as exc:
+        raise ExportError(
+            "torch.export cannot trace the model: " + _explain(exc, user_files),
+            DATA_DEPENDENT_HINT
+            if is_data_dependent(exc)
+            else "make forward() traceable: no data-dependent Python control flow or "
+            "unsupported ops; see the torch.export docs for the failing construct",
+        ) from exc
+
+
+def _save(ep: Any, out: Path) -> None:
+    import torch
+
     # Through memory: torch's zip writer aborts the process (SIGABRT, no exception) when
     # a write fails; Python's write raises OSError, which becomes a clean StorageError.
     buf = io.BytesIO()
@@ -94,7 +98,6 @@ def _export(model: TorchModel, out: Path) -> Any:
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, str(out)) from exc
     del buf
-    return ep
 
 
 def run(
@@ -102,9 +105,15 @@ def run(
     ctx: StageContext,
     cache: ArtifactCache | None = None,
     no_cache_reason: str = "--no-cache",
+    keep_program: bool = False,
 ) -> ExportedModel:
-    """Export ``model``; with a ``cache``, take the .pt2 from it when its key is there."""
+    """Export ``model``; with a ``cache``, take the .pt2 from it when its key is there.
+
+    ``keep_program``: hand the program to the one conversion that follows in this process
+    (``ExportedModel.program``); the .pt2 is then written only when the cache stores it.
+    """
     out = ctx.stage_dir(NAME) / "model.pt2"
+    program = None
     with ctx.timed() as elapsed:
         key = export_key(model) if cache is not None else None
         hit = cache.get(key, out) if cache is not None and key is not None else None
@@ -114,9 +123,14 @@ def run(
         else:
             ctx.progress("export: torch.export")
             with quiet_native():
-                nodes = sum(1 for _ in _export(model, out).graph.nodes)
+                ep = _program(model)
+                nodes = sum(1 for _ in ep.graph.nodes)
+                stored = cache is not None and key is not None
+                if stored or not keep_program:
+                    _save(ep, out)
             if cache is not None and key is not None:
                 cache.put(key, out, {"artifact": "export", "nodes": nodes})
+            program = ep if keep_program else None
     ctx.record(
         NAME,
         params={"strict": False, "torch_export": True},
@@ -132,4 +146,5 @@ def run(
         sha256="",
         cache_key=key or "",
         output_names=tuple(model.output_names),
+        program=program,
     )
