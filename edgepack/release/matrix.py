@@ -593,7 +593,7 @@ class _Pool:
         self.pool = self._executor(jobs)
         self.extra: list[ProcessPoolExecutor] = []  # one-target pools of a crash re-run
         self.warm = [self.pool.submit(_warm) for _ in range(jobs)]
-        self.futures: dict[str, tuple[TargetJob, Any, Future[dict[str, Any]]]] = {}
+        self.futures: dict[str, tuple[TargetJob, Any, Future[dict[str, Any]] | None]] = {}
 
     def _executor(self, jobs: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -616,13 +616,20 @@ class _Pool:
     def submit(self, targets: list[TargetJob], shared: Any) -> None:
         """Queue one model's targets (they share its export)."""
         for t in targets:
-            self.futures[t.id] = (t, shared, self.pool.submit(_build_target_worker, t, shared))
+            try:
+                future = self.pool.submit(_build_target_worker, t, shared)
+            except BrokenProcessPool:  # a worker died already: built again alone in results()
+                future = None
+            self.futures[t.id] = (t, shared, future)
 
     def results(self) -> dict[str, dict[str, Any]]:
         """Wait for every submitted target."""
         raw: dict[str, dict[str, Any]] = {}
         lost: list[tuple[TargetJob, Any]] = []
         for t, shared, future in self.futures.values():
+            if future is None:
+                lost.append((t, shared))
+                continue
             try:
                 raw[t.id] = future.result()
             except BrokenProcessPool:

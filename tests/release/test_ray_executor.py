@@ -214,8 +214,10 @@ def _no_partial(dist: Path) -> None:
 @pytest.mark.integration
 def test_ray_matrix_is_byte_identical_to_the_local_one(cluster: Cluster, tmp_path: Path) -> None:
     project = make_project(tmp_path / "repo", CONFIG)
-    code, _, err = run_cli(["build", "--quiet", "--output-dir", "dist-local"], project)
-    assert code == 0, err
+    # Both as a user runs them: one `edgepack build` process each (an export inside this
+    # long-lived test process follows the history of the tests before it).
+    built = _edgepack(["build", "--quiet", "--output-dir", "dist-local"], project)
+    assert built.returncode == 0, built.stderr[-3000:]
     ray = _edgepack(["build", "--executor", "ray", "--address", cluster.address, "--json"], project)
     assert ray.returncode == 0, ray.stderr[-3000:]
     summary = json.loads(ray.stdout)
@@ -294,8 +296,11 @@ def test_a_worker_node_killed_mid_build_loses_no_target(cluster: Cluster, tmp_pa
         assert sorted(p.name for p in dist.iterdir() if p.is_dir()) == sorted(
             f"digits-{t}" for t in TARGETS
         )
+        # The task ran again on the head: Ray says so (the rerun's own progress lines are best
+        # effort: the queue may drop them while the cluster recovers from the lost node).
         after = err[re.search(rf"\[{killed} @ \S+ {worker}, [\d.]+ s\] convert", err).start() :]
-        assert re.search(rf"\[{killed} @ \S+ {head}, [\d.]+ s\] started", after), err
+        rerun = re.search(rf"\[{killed} @ \S+ {head}, [\d.]+ s\] started", after)
+        assert rerun or "the task will be retried" in after, err
         assert rows[killed].split()[-1] == "ok"
     else:  # or it failed cleanly: exit 2, named, no package for it
         assert code == 2, err
