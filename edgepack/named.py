@@ -182,6 +182,7 @@ def load(
 ) -> TorchModel:
     import torch
 
+    from edgepack.manifest import sha256_file
     from edgepack.source import _check_runs, _load_weights, state_sha256
 
     lib, name = _parts(spec)
@@ -213,7 +214,7 @@ def load(
         "weights": None if weights_file is None else weights_file.name,
         # the state's sha256 (random init included): it keys the cache like a weights file
         "weights_sha256": state_sha256(module),
-        "weights_file_sha256": None if weights_file is None else _sha(weights_file),
+        "weights_file_sha256": None if weights_file is None else sha256_file(weights_file),
         "inputs": [s.to_dict() for s in specs],
         "outputs": list(built.outputs),
         **options.record(),
@@ -236,12 +237,6 @@ def load(
         output_names=tuple(built.outputs),
         class_names=built.class_names,
     )
-
-
-def _sha(path: Path) -> str:
-    from edgepack.manifest import sha256_file
-
-    return sha256_file(path)
 
 
 def _given_specs(shapes: Sequence[str], defaults: Sequence[InputSpec]) -> tuple[InputSpec, ...]:

@@ -276,6 +276,24 @@ def test_labels_count_differs_from_the_model(
     assert not out.exists()
 
 
+@pytest.mark.slow
+def test_calibration_subfolders_of_other_classes_give_no_labels(
+    cli: Callable[..., CliResult], project: tuple[str, Path]
+) -> None:
+    """Calibration images need no labels: class subfolders that are not the model's classes
+    (4 here, the model has 3) do not refuse the build; the package then names no labels
+    (an eval folder's or --labels' count is still checked: the test above)."""
+    import shutil
+
+    src, imgs = project
+    shutil.copytree(imgs / "a_red", imgs / "d_white")
+    out = imgs.parent / "pkg"
+    r = cli(*_build(src, out, "--calibration", imgs, "--preprocess", image_data.PREPROCESS))
+    assert r.code == 0, r.err
+    assert not (out / "labels.txt").exists()
+    assert json.loads((out / "manifest.json").read_text())["app"]["labels"] is None
+
+
 def test_config_preprocess_is_checked(cli: Callable[..., CliResult], tmp_path: Path) -> None:
     src, imgs = image_data.write_model(tmp_path), image_data.write_folder(tmp_path / "i", 1)
     cfg = tmp_path / "edgepack.toml"
