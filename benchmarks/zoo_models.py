@@ -6,7 +6,8 @@ random images (a few forward passes in train mode with ``momentum=None``, a cumu
 average), then ``eval()``. Without that, a randomly initialised deep net's activations grow or
 vanish layer by layer and its outputs are degenerate (constant or overflowing), which says
 nothing about quantization. Segmentation nets return a dict; they are wrapped to return its
-``"out"`` tensor.
+``"out"`` tensor. ViT's classification head, zero-initialised by torchvision, gets seeded
+random weights.
 
 The input resolution for the re-estimation comes from ``$EDGEPACK_ZOO_SIZE`` (default 224): it
 must match the ``--input-shape`` of the build. Everything is deterministic for a given size, so
@@ -69,6 +70,10 @@ def build(arch: str) -> Any:
         kwargs = {**kwargs, "image_size": side}
     torch.manual_seed(0)
     model: nn.Module = fn(weights=None, **kwargs)
+    if arch.startswith("vit_"):
+        # torchvision zero-initialises ViT's classification head (fine-tuning starts there):
+        # untrained, its output would be constant zero, which nothing can quantize or verify
+        nn.init.normal_(model.heads.head.weight, std=0.02)
     if attr.startswith("segmentation."):
         model = OutTensor(model)
     _reestimate_bn(model, side)

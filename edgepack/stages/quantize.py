@@ -33,7 +33,7 @@ import numpy as np
 
 from edgepack._quiet import quiet_native
 from edgepack.data import Dataset
-from edgepack.errors import DataError, QuantizationError
+from edgepack.errors import DataError, ModelLoadError, QuantizationError
 from edgepack.stages.base import StageContext, TFLiteArtifact
 from edgepack.targets import Int8Engine, IODtype, QuantMode
 from edgepack.tflite import ModelInfo, read_model, read_model_bytes
@@ -243,21 +243,39 @@ def check_route(
             )
 
 
-def check_ranges(info: ModelInfo) -> None:
-    """Degenerate scales come from the data: no other route (and no other mode of the
-    profile's list) is tried, the data is refused."""
+def check_ranges(info: ModelInfo, calibration: Dataset | None = None) -> None:
+    """Degenerate scales come from the data or from the model (a layer whose output is
+    constant on every sample): no other route (and no other mode of the profile's list) is
+    tried. With the calibration data at hand, the message says which of the two it is."""
     degenerate = [
         f"{t.name[-40:]} (scale {min(t.quantization.scales):.3g})"
         for t in info.tensors
         if t.quantization.is_quantized
         and not all(np.isfinite(s) and s > 1e-30 for s in t.quantization.scales)
     ]
-    if degenerate:
-        raise DataError(
-            f"calibration produced degenerate quantization ranges for {len(degenerate)} "
-            f"tensor(s), e.g. {degenerate[0]}: the calibration data is probably blank or constant",
-            "pass --calibration samples that look like the real inputs (a few hundred)",
+    if not degenerate:
+        return
+    head = (
+        f"calibration produced degenerate quantization ranges for {len(degenerate)} "
+        f"tensor(s), e.g. {degenerate[0]}: "
+    )
+    if calibration is not None and all(_varies(x) for x in calibration.inputs):
+        raise ModelLoadError(
+            head + "the calibration data varies, so the model computes a constant there "
+            "(a layer with all-zero weights, e.g. a zero-initialised classifier head, or "
+            "activations that are all clipped)",
+            "check the weights (--weights, --pretrained); a constant output cannot be "
+            "quantized or verified",
         )
+    raise DataError(
+        head + "the calibration data is probably blank or constant",
+        "pass --calibration samples that look like the real inputs (a few hundred)",
+    )
+
+
+def _varies(x: np.ndarray) -> bool:
+    """Whether the samples (axis 0) differ anywhere."""
+    return bool(x.shape[0] > 1 and np.any(x != x[:1]))
 
 
 def _failure(mode: QuantMode, exc: Exception, log_text: str) -> QuantizationError:
@@ -320,7 +338,7 @@ def _full_int8(
             refusal = exc
         if refusal is None:
             info = read_model_bytes(result)
-            check_ranges(info)  # degenerate ranges come from the data: no other route helps
+            check_ranges(info, calibration)  # the data or a constant layer: no other route helps
             try:
                 intended = frozenset(kept.get("tensors", []))
                 check_route(info, QuantMode.FULL_INT8, io_dtype, intended)

@@ -275,6 +275,25 @@ def test_error_blank_calibration_data(cli, tmp_path: Path) -> None:  # type: ign
     assert not (tmp_path / "p").exists()
 
 
+def test_error_zero_initialised_head_blames_the_model(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A classifier head of zeros (torchvision's ViT, untrained) makes the output constant
+    on data that varies: the error names the model, not the data, and no mode ships it."""
+    import torch
+
+    state = torch.load(DIGITS / "weights.pt", weights_only=True)
+    state["classifier.weight"].zero_()
+    state["classifier.bias"].zero_()
+    weights = tmp_path / "zero_head.pt"
+    torch.save(state, weights)
+    args = digits_build_args("rpi4", "-o", tmp_path / "p")
+    args[args.index("--weights") + 1] = weights
+    err = _err(cli, *args)
+    assert "degenerate quantization ranges" in err and "calibration data varies" in err
+    assert "zero-initialised classifier head" in err and "blank or constant" not in err
+    assert "hint: check the weights" in err
+    assert not (tmp_path / "p").exists()
+
+
 def test_build_with_pruning_and_distillation(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "pruned"
     args = digits_build_args(
