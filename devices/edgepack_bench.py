@@ -397,6 +397,7 @@ def make_inputs(np, interp, input_path):
                 "pass a .npy (one input) or .npz (one array per input) file",
                 EXIT_USAGE,
             ) from exc
+    names = input_names(interp, details) if hasattr(loaded, "files") else []
     for pos, d in enumerate(details):
         shape = tuple(int(s) if int(s) > 0 else 1 for s in d["shape"])
         dtype = np.dtype(d["dtype"])
@@ -413,18 +414,7 @@ def make_inputs(np, interp, input_path):
                 arrays.append(np.zeros(shape, dtype=dtype))
             continue
         if hasattr(loaded, "files"):  # .npz: by input name, else by position
-            name = d.get("name", "")
-            keys = list(loaded.files)
-            if name in keys:
-                x = loaded[name]
-            elif pos < len(keys):
-                x = loaded[keys[pos]]
-            else:
-                raise HarnessError(
-                    f"input data has {len(keys)} arrays, the model has {len(details)} inputs",
-                    "store one array per model input in the .npz",
-                    EXIT_USAGE,
-                )
+            x = _npz_array(loaded, pos, details, names)
         else:
             if len(details) != 1:
                 raise HarnessError(
@@ -452,6 +442,60 @@ def make_inputs(np, interp, input_path):
                 x = x.astype(dtype)
         arrays.append(np.ascontiguousarray(x))
     return details, arrays
+
+
+def input_names(interp, details):
+    """Every name an input goes by, per input in ``details`` order, the preferred first: its
+    signature name (the model's argument name, e.g. ``input_ids``), its tensor name without
+    the converter's ``serving_default_`` prefix and ``:0`` suffix, its tensor name."""
+    by_index = {}
+    try:
+        for key in interp.get_signature_list():
+            runner_details = interp.get_signature_runner(key).get_input_details()
+            for sig_name, d in runner_details.items():
+                by_index.setdefault(d["index"], []).append(sig_name)
+    except (AttributeError, ValueError, RuntimeError):  # an old runtime or no signature
+        pass
+    out = []
+    for d in details:
+        name = d.get("name", "")
+        short = name.split(":")[0]
+        if short.startswith("serving_default_"):
+            short = short[len("serving_default_") :]
+        out.append([*by_index.get(d["index"], []), short, name])
+    return out
+
+
+def _npz_array(loaded, pos, details, names):
+    """The .npz array for input ``pos``: by name when the file names any input (then every
+    input must be named: a half-named file is ambiguous), else by position (np.savez's
+    ``arr_0``, ``arr_1``, ..., or a single-input model's first array)."""
+    keys = list(loaded.files)
+    by_name = [next((k for k in keys if k in n), None) for n in names]
+    wanted = "np.savez(f, " + ", ".join(n[0] + "=..." for n in names) + ")"
+    if any(k is not None for k in by_name):
+        if by_name[pos] is None:
+            raise HarnessError(
+                f"input data has no array named {names[pos][0]} (input {pos}); "
+                f"its arrays: {', '.join(keys)}",
+                "name one array per model input: " + wanted,
+                EXIT_USAGE,
+            )
+        return loaded[by_name[pos]]
+    if len(details) > 1 and keys != [f"arr_{i}" for i in range(len(keys))]:
+        raise HarnessError(
+            f"input data arrays ({', '.join(keys)}) name none of the model's "
+            f"{len(details)} inputs ({', '.join(n[0] for n in names)})",
+            "name one array per model input: " + wanted + ", or save them unnamed in input order",
+            EXIT_USAGE,
+        )
+    if pos >= len(keys):
+        raise HarnessError(
+            f"input data has {len(keys)} arrays, the model has {len(details)} inputs",
+            "store one array per model input in the .npz",
+            EXIT_USAGE,
+        )
+    return loaded[keys[pos]]
 
 
 # --------------------------------------------------------------------------- benchmark

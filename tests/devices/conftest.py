@@ -18,3 +18,23 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def passthrough_delegate(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_passthrough_delegate(tmp_path_factory.mktemp("delegate"))
+
+
+@pytest.fixture(scope="session")
+def two_input_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model with named inputs of different shapes: input_ids int64 [1, 4] and
+    attention_mask int64 [1, 6] (a swapped feed fails on shape)."""
+    import litert_torch
+    import torch
+
+    class Two(torch.nn.Module):
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return input_ids.float().sum(-1, keepdim=True) + attention_mask.float().mean(
+                -1, keepdim=True
+            )
+
+    path = tmp_path_factory.mktemp("harness-two") / "two.tflite"
+    ids, mask = torch.ones(1, 4, dtype=torch.int64), torch.ones(1, 6, dtype=torch.int64)
+    kwargs = {"input_ids": ids, "attention_mask": mask}
+    litert_torch.convert(Two().eval(), (), sample_kwargs=kwargs).export(str(path))
+    return path

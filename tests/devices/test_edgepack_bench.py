@@ -110,6 +110,42 @@ def test_input_data_files(tiny_model: Path, tmp_path: Path) -> None:
     assert "edgepack_bench: error: input data for input 0" in err
 
 
+def test_npz_arrays_by_signature_name_in_any_order(two_input_model: Path, tmp_path: Path) -> None:
+    """An .npz names arrays after the model's arguments (the package's signature names), not
+    after the converter's tensor names; any order; a half-named or unnamed-but-labelled file
+    is refused rather than fed by position."""
+    ids, mask = np.ones((1, 4), np.int64), np.ones((1, 6), np.int64)
+    named = tmp_path / "named.npz"
+    np.savez(named, attention_mask=mask, input_ids=ids)  # not the model's input order
+    code, doc, err = run(f"--graph={two_input_model}", "--num_runs=1", f"--input_data={named}")
+    assert code == 0 and doc["config"]["input"] == "file", err
+
+    unnamed = tmp_path / "unnamed.npz"
+    np.savez(unnamed, ids, mask)  # arr_0, arr_1: the model's input order
+    code, _, err = run(f"--graph={two_input_model}", "--num_runs=1", f"--input_data={unnamed}")
+    assert code == 0, err
+
+    half = tmp_path / "half.npz"
+    np.savez(half, input_ids=ids, mask=mask)
+    code, doc, err = run(f"--graph={two_input_model}", "--num_runs=1", f"--input_data={half}")
+    assert code == 2
+    assert doc["errors"] == [
+        "input data has no array named attention_mask (input 1); its arrays: input_ids, mask"
+    ]
+    assert (
+        "hint: name one array per model input: np.savez(f, input_ids=..., attention_mask=...)"
+        in err
+    )
+
+    other = tmp_path / "other.npz"
+    np.savez(other, mask=mask, ids=ids)
+    code, doc, err = run(f"--graph={two_input_model}", "--num_runs=1", f"--input_data={other}")
+    assert code == 2
+    assert doc["errors"] == [
+        "input data arrays (mask, ids) name none of the model's 2 inputs (input_ids, attention_mask)"
+    ]
+
+
 def test_missing_model_and_broken_model(tiny_model: Path, tmp_path: Path) -> None:
     code, doc, _ = run(f"--graph={tmp_path / 'nope.tflite'}")
     assert code == 2 and doc["errors"][0].startswith("model file not found")
