@@ -45,7 +45,7 @@ SIZES = {
 
 PLAIN = textwrap.dedent(
     """
-    import importlib.util, os, sys
+    import importlib.util, inspect, os, sys
     os.environ["LITERT_TORCH_SHOW_PROGRESS"] = "n"
     import numpy as np, torch, litert_torch
     from ai_edge_litert.interpreter import Interpreter
@@ -60,8 +60,10 @@ PLAIN = textwrap.dedent(
         m.load_state_dict(torch.load(weights, weights_only=True))
     m.eval()
     x = torch.zeros(*(int(d) for d in shape.split("x")))
-    ep = torch.export.export(m, (x,), strict=False)
-    fb = litert_torch.convert(ep.module(), (x,)).model_content()
+    # one export (litert-torch's own); the signature's input named after forward()'s
+    # argument, as apps read it (not args_0)
+    name = next(iter(inspect.signature(m.forward).parameters))
+    fb = litert_torch.convert(m, (), sample_kwargs={name: x}).model_content()
     if mode == "full-int8":
         from ai_edge_litert import _pywrap_tensorflow_lite_calibration_wrapper as cw
         data = np.load(calib)["x"][: int(n_calib)]
