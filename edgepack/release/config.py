@@ -943,6 +943,13 @@ def render_template(
         "input_shapes = [" + ", ".join(_q(s) for s in input_shapes) + "]"
         if input_shapes
         else '# input_shapes = ["1x3x224x224"]',
+        "# Keyword arguments of the factory (typed as TOML; recorded in the manifest):",
+        "# factory_args = { num_classes = 10 }",
+        "# A model by name instead (extras edgepack[torchvision], [timm], [hf]; docs/models.md):",
+        '# source = "torchvision:mobilenet_v3_small"   # or "timm:NAME", "hf:ORG/MODEL", "hf:folder"',
+        "# pretrained = true           # the library's weights (or a weights name), from its cache",
+        '# task = "sequence-classification"   # hf: what the model returns (default: its config)',
+        "# sequence_length = 128       # token inputs (hf; default min(128, the model's limit))",
         "# Package name (default: from the source); packages go to <output_dir>/<name>-<target>.",
         f"name = {_q(name)}" if name else '# name = "mymodel"',
         "# Several models: one [[models]] table each instead of [model] (name, source, weights,",

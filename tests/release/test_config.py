@@ -295,6 +295,26 @@ def test_every_template_parses() -> None:
         assert cfg.targets[0].target == (kwargs.get("targets") or ("host",))[0]
 
 
+def test_every_commented_model_key_of_the_template_is_a_real_key() -> None:
+    """The [model] keys a user uncomments (a named source's options, factory arguments)
+    parse and land in the model section."""
+    keys = ("factory_args", "pretrained", "task", "sequence_length")
+    text = render_template(source="torchvision:resnet18")
+    lines = text.splitlines()
+    start = lines.index("[model]")
+    end = lines.index("[data]")
+    for i in range(start, end):
+        if lines[i].startswith(tuple(f"# {k} = " for k in keys)):
+            lines[i] = lines[i][2:].split("  #")[0]
+    cfg = parse_config("\n".join(lines), "t")
+    assert cfg.model is not None
+    assert cfg.model.factory_args == {"num_classes": 10}
+    assert cfg.model.pretrained is True and cfg.model.task == "sequence-classification"
+    assert cfg.model.sequence_length == 128
+    if any(ln.startswith("# " + k) for ln in lines for k in keys):
+        raise AssertionError("a commented key was left")
+
+
 def test_compression_section_reaches_every_target(tmp_path: Path) -> None:
     import shutil
 
