@@ -453,8 +453,24 @@ def _check_recomputed(pkg: Path, manifest: dict[str, Any], rep: VerifyReport) ->
     # full-int8 with chosen ops kept in float (the fallback search, or a recipe's kept_float)
     route = q.get("route")
     route = route if isinstance(route, dict) else {}
-    fallback = bool(q.get("fallback")) or bool(route.get("kept_float"))
-    if mode != shown and not (mode == "full-int8" and shown == "dynamic-range" and fallback):
+    kept = route.get("kept_float")
+    kept = kept if isinstance(kept, dict) else {}
+    if mode == "full-int8" and shown == "dynamic-range" and (q.get("fallback") or kept):
+        floats = info.float_compute_ops()
+        shown = f"full-int8 with {len(floats)} op(s) kept in float"
+        recorded_tensors = kept.get("tensors")
+        if not q.get("fallback") and isinstance(recorded_tensors, list):
+            # a recipe's kept ops are listed: float compute anywhere else is not what was built
+            names = {str(t) for t in recorded_tensors}
+            outside = [
+                o for o in floats if not any(info.tensors[i].name in names for i in o.outputs)
+            ]
+            if outside:
+                bad.append(
+                    f"quantization.route.kept_float: {len(outside)} float op(s) of the model "
+                    f"are not among the recorded ones (first: {outside[0].op})"
+                )
+    if mode != shown and not shown.startswith(f"{mode} with "):
         bad.append(f"quantization.mode: manifest {mode!r}, the model is {shown}")
     io_dtype = q.get("io_dtype")
     want = {"float32": "FLOAT32", "int8": "INT8", "uint8": "UINT8"}.get(str(io_dtype))

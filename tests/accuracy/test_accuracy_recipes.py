@@ -109,12 +109,46 @@ def test_stock_rpi4_default_ships_full_int8_with_the_recipe(enc6, capsys) -> Non
     assert main(["verify", str(enc6["pkg"]), "--json"]) == 0
     checks = {c["check"]: c["status"] for c in json.loads(capsys.readouterr().out)["checks"]}
     assert checks["recomputed"] == "pass"
+    detail = next(
+        c["detail"]
+        for c in json.loads(_verify(enc6["pkg"], capsys))["checks"]
+        if c["check"] == "recomputed"
+    )
+    assert f"mode full-int8 with {kept['ops']} op(s) kept in float" in detail
     summary = (enc6["pkg"] / "summary.md").read_text()
     assert (
         f"| quantization | full-int8 with {kept['ops']} ops kept in float (I/O float32" in summary
     )
     assert f"| kept in float | full-int8 with {kept['ops']} ops kept in float by the encoder" in (
         summary
+    )
+
+
+def _verify(pkg: Path, capsys) -> str:  # type: ignore[no-untyped-def]
+    capsys.readouterr()
+    main(["verify", str(pkg), "--json"])
+    return str(capsys.readouterr().out)
+
+
+def test_verify_refuses_float_ops_the_manifest_does_not_list(enc6, tmp_path: Path, capsys) -> None:
+    """A package whose recorded kept ops miss one of the model's float ops fails `verify`."""
+    import shutil
+
+    pkg = tmp_path / "pkg"
+    shutil.copytree(enc6["pkg"], pkg)
+    m = _manifest(pkg)
+    info = read_model(pkg / "model.tflite")
+    softmax = next(o for o in info.operators if o.op == "SOFTMAX")
+    m["quantization"]["route"]["kept_float"]["tensors"].remove(
+        info.tensors[softmax.outputs[0]].name
+    )
+    (pkg / "manifest.json").write_text(json.dumps(m))
+    doc = json.loads(_verify(pkg, capsys))
+    check = next(c for c in doc["checks"] if c["check"] == "recomputed")
+    assert check["status"] == "fail"
+    assert (
+        "1 float op(s) of the model are not among the recorded ones (first: SOFTMAX)"
+        in (check["detail"])
     )
 
 
