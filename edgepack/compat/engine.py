@@ -217,6 +217,18 @@ def _check_op(table: RuleTable, model: ModelInfo, op: Operator) -> Verdict:
         a, b = first.dtype, outs[0].dtype
         if a not in FLOATS and {a, b} == {"INT8", "UINT8"}:
             return Reason.DTYPE, f"{a}->{b} requantization changes signedness"
+    ratio = rule.get("input_output_scale_ratio")
+    if ratio and outs and outs[0].quantization.is_quantized and outs[0].dtype not in FLOATS:
+        out_scale = outs[0].quantization.scales[0]
+        for pos, t in enumerate(ins):
+            if not t.quantization.is_quantized or out_scale <= 0:
+                continue
+            r = t.quantization.scales[0] / out_scale
+            if not ratio[0] <= r < ratio[1]:
+                return Reason.PARAM, (
+                    f"input {pos} {_tname(t)} scale / output scale {r:.3g} "
+                    f"(takes [{ratio[0]:.3g}, {ratio[1]:.3g}))"
+                )
     return None
 
 

@@ -63,6 +63,7 @@ OP_KEYS = frozenset(
         "no_1x1_strided_pool",  # 1x1 pooling with a stride > 1 is not supported
         "allowed_axes",  # reduction axes allowed (lists, order-sensitive)
         "same_signedness",  # QUANTIZE between integer types must keep signedness
+        "input_output_scale_ratio",  # [lo, hi): each quantized input's scale / output's
         "allow_hybrid",  # int8 weights with float activations are fine (table reject_hybrid)
         "unmapped_perms",  # TRANSPOSE permutations the accelerator leaves on the CPU
         "warning",  # supported, but worth a note in the report

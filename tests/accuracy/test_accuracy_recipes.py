@@ -115,6 +115,11 @@ def test_stock_rpi4_default_ships_full_int8_with_the_recipe(enc6, capsys) -> Non
         if c["check"] == "recomputed"
     )
     assert f"mode full-int8 with {kept['ops']} op(s) kept in float" in detail
+    # The pre-flight predicts what the real XNNPACK delegate takes: the LayerNorm's int8 SUB
+    # of a zero constant (scale ~1e-12) is outside XNNPACK's input/output scale ratio.
+    xnn = m["compat"]["results"]["xnnpack"]
+    assert xnn["real"]["agrees"] is True, xnn["real"]["differences"]
+    assert any(c["op"] == "SUB" and "scale / output scale" in c["detail"] for c in xnn["cpu_ops"])
     summary = (enc6["pkg"] / "summary.md").read_text()
     assert (
         f"| quantization | full-int8 with {kept['ops']} ops kept in float (I/O float32" in summary
