@@ -11,7 +11,6 @@ import datetime as _dt
 import hashlib
 import json
 import platform
-import reprlib
 import sys
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -146,11 +145,13 @@ def package_member(package_dir: str | Path, name: Any) -> Path | None:
 def model_path(package_dir: str | Path, manifest: dict[str, Any]) -> Path:
     """The package's model file, manifest["model_file"]; refused unless it names a path
     inside the package."""
-    path = package_member(package_dir, manifest.get("model_file"))
+    name = manifest.get("model_file")
+    path = package_member(package_dir, name)
     if path is None:
+        text = repr(name)
         raise PackageError(
             f"{Path(package_dir) / MANIFEST_NAME}: model_file "
-            f"{reprlib.repr(manifest.get('model_file'))} is not a path inside the package",
+            f"{text if len(text) <= 200 else text[:197] + '...'} is not a path inside the package",
             'model_file names a file in the package folder (e.g. "model.tflite"); rebuild the '
             "package with `edgepack build`",
         )

@@ -233,7 +233,7 @@ def collect(inputs: list[Path], allow_missing_shards: bool = False) -> dict[str,
                     "reason": _str(_dict(guard).get("reason")),
                 },
                 "model_sha256": sha,
-                "host_latency": host if "median_ms" in host else None,
+                "host_latency": host if {"min_ms", "median_ms", "p90_ms"} <= set(host) else None,
                 "layers": _layers(model) if model.is_file() else [],
                 "bench": _bench(pkg, sha),
                 "compat": _compat(m),
@@ -550,9 +550,10 @@ _SCRIPT = r"""
     DATA.packages.forEach(function (p, pi) {
       var color = PALETTE[pi % PALETTE.length];
       p.bench.forEach(function (b) {
-        if (!b.latencies_ms.length && b.stats.p50_ms == null) return;
-        var s = b.latencies_ms.slice().sort(function (a, c) { return a - c; });
         var st = b.stats;
+        // without the runs, the box needs the result's whole summary
+        if (!b.latencies_ms.length && [st.min_ms, st.p50_ms, st.p90_ms, st.p99_ms].indexOf(undefined) >= 0) return;
+        var s = b.latencies_ms.slice().sort(function (a, c) { return a - c; });
         series.push({pkg: p.id, label: p.id, sub: b.device + (b.threads ? ", " + b.threads + " thr" : "") + (b.delegate ? ", " + b.delegate : "") + (b.stale ? " (older model)" : ""),
           samples: b.latencies_ms, color: color, kind: "bench",
           q05: s.length ? quantile(s, 0.05) : st.min_ms, q25: s.length ? quantile(s, 0.25) : st.p50_ms,
