@@ -77,7 +77,7 @@ def test_inspect_reads_any_manifest_as_data(
     doc = json.loads((pkg / "manifest.json").read_text())
     problems = []
     cases = list(nodes(doc))
-    assert len(cases) > 300
+    assert len(cases) > 200  # every field of a real manifest
     for path in cases:
         (pkg / "manifest.json").write_text(json.dumps(mutated(doc, path, value)))
         try:
