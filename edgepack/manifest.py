@@ -125,5 +125,38 @@ def read_manifest(package_dir: str | Path) -> dict[str, Any]:
     return data
 
 
+def package_member(package_dir: str | Path, name: Any) -> Path | None:
+    """``package_dir / name`` when ``name`` is a relative path that stays inside the package
+    (no absolute path, no "..", no symlink out of it); None otherwise. A manifest is data: any
+    field of it may hold any JSON value."""
+    if not isinstance(name, str):
+        return None
+    rel = Path(name)
+    if not rel.parts or rel.anchor or ".." in rel.parts:
+        return None
+    pkg = Path(package_dir)
+    try:
+        inside = (pkg / rel).resolve().is_relative_to(pkg.resolve())
+    except (OSError, RuntimeError, ValueError):  # a symlink loop; a NUL byte, a lone surrogate
+        return None
+    return pkg / rel if inside else None
+
+
+def model_path(package_dir: str | Path, manifest: dict[str, Any]) -> Path:
+    """The package's model file, manifest["model_file"]; refused unless it names a path
+    inside the package."""
+    name = manifest.get("model_file")
+    path = package_member(package_dir, name)
+    if path is None:
+        text = repr(name)
+        raise PackageError(
+            f"{Path(package_dir) / MANIFEST_NAME}: model_file "
+            f"{text if len(text) <= 200 else text[:197] + '...'} is not a path inside the package",
+            'model_file names a file in the package folder (e.g. "model.tflite"); rebuild the '
+            "package with `edgepack build`",
+        )
+    return path
+
+
 def manifest_sha256(package_dir: str | Path) -> str:
     return sha256_file(Path(package_dir) / MANIFEST_NAME)

@@ -23,9 +23,9 @@ def register(app: typer.Typer) -> None:
 
         path = model
         if model.is_dir():
-            from edgepack.manifest import read_manifest
+            from edgepack.manifest import model_path, read_manifest
 
-            path = model / read_manifest(model)["model_file"]
+            path = model_path(model, read_manifest(model))
         info = read_model(path)
         meta = model_metadata(path)
         if json_:

@@ -101,13 +101,22 @@ def _read_summary(path: Path) -> dict[str, Any] | None:
         doc = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, ValueError, RecursionError):
         return None
+    if not isinstance(doc, dict) or doc.get("schema") != SUMMARY_SCHEMA:
+        return None
+    shard, matrix = doc.get("shard"), doc.get("matrix")
     ok = (
-        isinstance(doc, dict)
-        and doc.get("schema") == SUMMARY_SCHEMA
-        and isinstance(doc.get("shard"), dict)
-        and isinstance(doc.get("matrix"), list)
+        isinstance(shard, dict)
+        and _whole(shard.get("count"))
+        and _whole(shard.get("index"))
+        and 1 <= shard["index"] <= shard["count"]
+        and isinstance(matrix, list)
+        and all(isinstance(j, dict) and _whole(j.get("shard")) for j in matrix)
     )
     return doc if ok else None
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def merge(inputs: list[Path]) -> Merged:
@@ -144,11 +153,7 @@ def merge(inputs: list[Path]) -> Merged:
 
 
 def _job_list(doc: dict[str, Any]) -> list[tuple[str, str, int]]:
-    return sorted(
-        (str(j.get("id")), str(j.get("package")), int(j.get("shard") or 0))
-        for j in doc["matrix"]
-        if isinstance(j, dict)
-    )
+    return sorted((str(j.get("id")), str(j.get("package")), j["shard"]) for j in doc["matrix"])
 
 
 def _check_shards(out: Merged, docs: list[tuple[Path, dict[str, Any]]], names: set[str]) -> None:
@@ -161,24 +166,20 @@ def _check_shards(out: Merged, docs: list[tuple[Path, dict[str, Any]]], names: s
                 f"{p} and {p0} are shards of different matrices "
                 f"({doc['shard'].get('count')} vs {count} shards, or other jobs)"
             )
-    out.shard_count = count if isinstance(count, int) else None
-    out.shards_found = sorted({int(d["shard"].get("index") or 0) for _, d in docs})
-    if out.shard_count is None:
-        return
+    out.shard_count = count
+    out.shards_found = sorted({d["shard"]["index"] for _, d in docs})
     failed = {
-        str(t.get("id")): f"{t.get('status')} in shard {d['shard'].get('index')}/{count}"
+        str(t.get("id")): f"{t.get('status')} in shard {d['shard']['index']}/{count}"
         for _, d in docs
-        for t in d.get("targets") or []
+        for t in (d["targets"] if isinstance(d.get("targets"), list) else [])
         if isinstance(t, dict) and t.get("package") is None
     }
-    for i in range(1, out.shard_count + 1):
+    # the shards with jobs (a shard without jobs builds nothing: nothing is lost without it)
+    for i in sorted({s for _, _, s in jobs if 1 <= s <= count}):
         mine = [(jid, pkg) for jid, pkg, s in jobs if s == i]
         if i not in out.shards_found:
-            if mine:  # a shard without jobs builds nothing: nothing is lost without it
-                listed = ", ".join(pkg for _, pkg in mine)
-                out.missing_shards.append(
-                    f"shard {i}/{out.shard_count} missing: {listed} not built"
-                )
+            listed = ", ".join(pkg for _, pkg in mine)
+            out.missing_shards.append(f"shard {i}/{out.shard_count} missing: {listed} not built")
             continue
         for jid, pkg in mine:
             if pkg not in names:

@@ -9,22 +9,55 @@ anywhere. Plots:
 - size by layer: weight bytes of each op, read from the .tflite,
 - accuracy vs size vs latency across quantization modes,
 - the compatibility map: per op, accelerator or CPU (manifest["compat"], when a pre-flight ran).
+
+Package files are data from anywhere (a CI artifact, an edited manifest): :func:`collect` reads
+every field through the typed accessors below, so the page only ever sees the types it draws;
+a field of another type shows as not measured ("-"), and a gate without a numeric value and
+limit never shows as passed.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
 
 from edgepack import __version__
 from edgepack.errors import PackageError, UsageError
-from edgepack.manifest import read_manifest
+from edgepack.manifest import model_path, read_manifest
 
 RESULT_SCHEMA = "edgepack.bench-result/1"
 MAX_SAMPLES = 1000  # per benchmark series drawn as dots (the box uses every run)
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _num(v: Any) -> int | float | None:
+    """A finite number (not a bool), else None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        return v if math.isfinite(v) else None
+    except OverflowError:  # an integer too large for a float
+        return None
+
+
+def _numbers(v: Any) -> dict[str, int | float]:
+    """The finite numbers of a JSON object."""
+    return {k: n for k, x in _dict(v).items() if (n := _num(x)) is not None}
 
 
 def find_packages(inputs: list[Path], allow_missing_shards: bool = False) -> list[Path]:
@@ -97,30 +130,28 @@ def _bench(pkg: Path, model_sha: str | None) -> list[dict[str, Any]]:
             continue
         if not isinstance(doc, dict) or doc.get("schema") != RESULT_SCHEMA:
             continue
-        h = doc.get("harness") or {}
-        lat = [float(x) for x in h.get("latencies_ms") or [] if isinstance(x, (int, float))]
-        dev = doc.get("device") or {}
-        hdev = h.get("device") or {}
-        device = str(
-            dev.get("name") or dev.get("hostname") or dev.get("address") or dev.get("serial") or ""
-        )
+        h = _dict(doc.get("harness"))
+        lat = [float(x) for x in _list(h.get("latencies_ms")) if _num(x) is not None]
+        dev = _dict(doc.get("device"))
+        names = (dev.get(k) for k in ("name", "hostname", "address", "serial"))
+        device = next((n for n in names if isinstance(n, str) and n), None)
         out.append(
             {
                 "file": p.name,
-                "created_at": doc.get("created_at"),
-                "transport": doc.get("transport"),
-                "device": device or doc.get("transport") or "device",
-                "cpu": hdev.get("cpu_model"),
-                "threads": (h.get("config") or {}).get("threads"),
-                "delegate": (h.get("delegate") or {}).get("requested"),
+                "created_at": _str(doc.get("created_at")),
+                "transport": _str(doc.get("transport")),
+                "device": device or _str(doc.get("transport")) or "device",
+                "cpu": _str(_dict(h.get("device")).get("cpu_model")),
+                "threads": _num(_dict(h.get("config")).get("threads")),
+                "delegate": _str(_dict(h.get("delegate")).get("requested")),
                 "latencies_ms": lat[:MAX_SAMPLES],
                 "count": len(lat),
-                "stats": h.get("stats") or {},
-                "peak_rss_mb": (h.get("memory") or {}).get("peak_rss_mb"),
-                "stale": (doc.get("package") or {}).get("model_sha256") not in (None, model_sha),
+                "stats": _numbers(h.get("stats")),
+                "peak_rss_mb": _num(_dict(h.get("memory")).get("peak_rss_mb")),
+                "stale": _dict(doc.get("package")).get("model_sha256") not in (None, model_sha),
             }
         )
-    return sorted(out, key=lambda b: (str(b["created_at"] or ""), b["file"]))
+    return sorted(out, key=lambda b: (b["created_at"] or "", b["file"]))
 
 
 def _compat(manifest: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -135,28 +166,30 @@ def _compat(manifest: dict[str, Any]) -> list[dict[str, Any]] | None:
     elif isinstance(c, dict) and isinstance(c.get("results"), dict):
         tables = list(c["results"].items())
     elif isinstance(c, dict) and isinstance(c.get("ops"), list):
-        tables = [(str(c.get("rules", "compat")), c)]
+        tables = [(_str(c.get("rules")) or "compat", c)]
     else:
         return None
     out = []
     for name, t in tables:
+        if not isinstance(t, dict):
+            continue
         ops = [
             {
-                "index": o.get("index", i),
-                "op": o.get("op", "?"),
-                "placement": o.get("placement", "cpu"),
-                "reason": o.get("reason"),
-                "detail": o.get("detail", ""),
+                "index": i if _num(o.get("index")) is None else o["index"],
+                "op": _str(o.get("op")) or "?",
+                "placement": _str(o.get("placement")) or "cpu",
+                "reason": _str(o.get("reason")),
+                "detail": _str(o.get("detail")) or "",
             }
-            for i, o in enumerate(t.get("ops") or [])
+            for i, o in enumerate(_list(t.get("ops")))
             if isinstance(o, dict)
         ]
         out.append(
             {
                 "rules": name,
-                "accelerator": t.get("accelerator", name),
-                "partitions": t.get("partitions"),
-                "mac_share": t.get("mac_share"),
+                "accelerator": _str(t.get("accelerator")) or name,
+                "partitions": _num(t.get("partitions")),
+                "mac_share": _num(t.get("mac_share")),
                 "ops": ops,
             }
         )
@@ -169,32 +202,40 @@ def collect(inputs: list[Path], allow_missing_shards: bool = False) -> dict[str,
     found, merged = merged_packages(inputs, allow_missing_shards)
     for pkg in found:
         m = read_manifest(pkg)
-        metrics = m.get("metrics") or {}
-        acc = metrics.get("accuracy") or {}
-        q = m.get("quantization") or {}
-        model_path = pkg / str(m.get("model_file", "model.tflite"))
-        host = ((m.get("build") or {}).get("host_latency")) or {}
-        host_built = host.get(q.get("mode")) or {}
+        model = model_path(pkg, m)
+        metrics = _dict(m.get("metrics"))
+        acc = _dict(metrics.get("accuracy"))
+        q = _dict(m.get("quantization"))
+        mode = _str(q.get("mode"))
+        sha = _str(_dict(m.get("model")).get("sha256"))
+        host = _numbers(_dict(_dict(m.get("build")).get("host_latency")).get(mode or ""))
+        guard = m.get("accuracy_gate")
         packages.append(
             {
                 "id": pkg.name,
-                "name": m.get("name"),
-                "target": (m.get("target") or {}).get("name"),
-                "mode": q.get("mode"),
-                "io_dtype": q.get("io_dtype"),
-                "io_layout": q.get("io_layout"),
-                "size_bytes": metrics.get("size_bytes"),
-                "accuracy": acc.get("quantized"),
-                "float_accuracy": acc.get("float"),
-                "accuracy_drop": acc.get("drop_points"),
-                "fidelity": metrics.get("fidelity"),
-                "gates": metrics.get("gates") or [],
-                "release_gates": _release_gates(pkg, (m.get("model") or {}).get("sha256")),
-                "accuracy_gate": m.get("accuracy_gate"),
-                "model_sha256": (m.get("model") or {}).get("sha256"),
-                "host_latency": host_built or None,
-                "layers": _layers(model_path) if model_path.is_file() else [],
-                "bench": _bench(pkg, (m.get("model") or {}).get("sha256")),
+                "name": _str(m.get("name")),
+                "target": _str(_dict(m.get("target")).get("name")),
+                "mode": mode,
+                "io_dtype": _str(q.get("io_dtype")),
+                "io_layout": _str(q.get("io_layout")),
+                "size_bytes": _num(metrics.get("size_bytes")),
+                "accuracy": _num(acc.get("quantized")),
+                "float_accuracy": _num(acc.get("float")),
+                "accuracy_drop": _num(acc.get("drop_points")),
+                "fidelity": _numbers(metrics.get("fidelity")) or None,
+                "gates": [_gate(g) for g in _list(metrics.get("gates")) if isinstance(g, dict)],
+                "release_gates": _release_gates(pkg, sha),
+                # present but unreadable: shown as an accuracy gate that did not hold
+                "accuracy_gate": None
+                if guard is None
+                else {
+                    "status": _str(_dict(guard).get("status")) or "unreadable",
+                    "reason": _str(_dict(guard).get("reason")),
+                },
+                "model_sha256": sha,
+                "host_latency": host if {"min_ms", "median_ms", "p90_ms"} <= set(host) else None,
+                "layers": _layers(model) if model.is_file() else [],
+                "bench": _bench(pkg, sha),
                 "compat": _compat(m),
             }
         )
@@ -209,7 +250,22 @@ def _fmt_kb(n: Any) -> str:
     return f"{n / 1024:.1f} KB" if isinstance(n, (int, float)) else "-"
 
 
-def _release_gates(pkg: Path, model_sha256: Any) -> list[dict[str, Any]]:
+def _gate(g: dict[str, Any], release: bool = False) -> dict[str, Any]:
+    """A gate of the build (metrics.gates: "passed") or of the release (.gates.json:
+    "status"). A gate without a numeric value and limit never passed."""
+    value, limit = _num(g.get("value")), _num(g.get("limit"))
+    held = g.get("status") == "pass" if release else g.get("passed") is True
+    return {
+        "gate": _str(g.get("gate")) or "?",
+        "value": value,
+        "limit": limit,
+        "op": _str(g.get("op")) or "<=",
+        "passed": held and value is not None and limit is not None,
+        "status": (_str(g.get("status")) or "?") if release else None,
+    }
+
+
+def _release_gates(pkg: Path, model_sha256: str | None) -> list[dict[str, Any]]:
     """The release gates a matrix build evaluated on this package (its ``.gates.json``
     record beside it), when the record is about these model bytes; else none."""
     from edgepack.release.matrix import gate_record_path
@@ -219,10 +275,9 @@ def _release_gates(pkg: Path, model_sha256: Any) -> list[dict[str, Any]]:
         doc = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, ValueError, RecursionError):
         return []
-    if not isinstance(doc, dict) or doc.get("model_sha256") != model_sha256:
+    if model_sha256 is None or _dict(doc).get("model_sha256") != model_sha256:
         return []
-    gates = doc.get("gates")
-    return [g for g in gates if isinstance(g, dict)] if isinstance(gates, list) else []
+    return [_gate(g, release=True) for g in _list(doc.get("gates")) if isinstance(g, dict)]
 
 
 def _gate_badges(p: dict[str, Any]) -> str:
@@ -230,31 +285,31 @@ def _gate_badges(p: dict[str, Any]) -> str:
     run (no eval data, or opted out), in red."""
     badges = []
     for g in p["gates"]:
-        ok = g.get("passed") is True
-        name = str(g.get("gate", ""))
-        text = f"{name} {g.get('value')} {g.get('op', '<=')} {g.get('limit')}: "
+        ok = g["passed"]
+        name = g["gate"]
+        text = f"{name} {_show(g['value'])} {g['op']} {_show(g['limit'])}: "
         badges.append(
             f'<span class="gate {"pass" if ok else "fail"}" data-gate="{html.escape(name)}" '
             f'data-status="{"pass" if ok else "fail"}">'
             f"{html.escape(text)}{'pass' if ok else 'FAIL'}</span>"
         )
-    shown = {str(g.get("gate", "")) for g in p["gates"]}
-    for g in p.get("release_gates") or []:
-        name = str(g.get("gate", ""))
+    shown = {g["gate"] for g in p["gates"]}
+    for g in p["release_gates"]:
+        name = g["gate"]
         if name in shown:
             continue
-        status = str(g.get("status", ""))
-        ok = status == "pass"
-        value = "no data" if g.get("value") is None else g.get("value")
-        text = f"{name} {value} <= {g.get('limit')}: {'pass' if ok else status.upper()}"
+        ok = g["passed"]
+        value = "no data" if g["value"] is None else g["value"]
+        status = "pass" if ok else "FAIL" if g["status"] == "pass" else g["status"].upper()
+        text = f"{name} {value} <= {_show(g['limit'])}: {status}"
         badges.append(
             f'<span class="gate {"pass" if ok else "fail"}" data-gate="{html.escape(name)}" '
             f'data-status="{"pass" if ok else "fail"}">{html.escape(text)}</span>'
         )
-    guard = p.get("accuracy_gate")
-    if isinstance(guard, dict) and guard.get("status") != "enforced":
-        status = str(guard.get("status"))
-        reason = f" ({guard['reason']})" if guard.get("reason") else ""
+    guard = p["accuracy_gate"]
+    if guard is not None and guard["status"] != "enforced":
+        status = guard["status"]
+        reason = f" ({guard['reason']})" if guard["reason"] else ""
         badges.append(
             '<span class="gate fail" data-gate="accuracy" data-status="missing">'
             f"accuracy gate: {html.escape(status + reason)}</span>"
@@ -262,11 +317,21 @@ def _gate_badges(p: dict[str, Any]) -> str:
     return " ".join(badges) or "-"
 
 
+def _show(v: Any) -> str:
+    return "-" if v is None else str(v)
+
+
+def _pct(v: int | float | None) -> str:
+    return "-" if v is None else f"{v:.2f}%"
+
+
 def _summary_table(data: dict[str, Any]) -> str:
     rows = []
     for p in data["packages"]:
+        drop = p["accuracy_drop"]
         acc = (
-            f"{p['float_accuracy']:.2f}% &rarr; {p['accuracy']:.2f}% ({0.0 - p['accuracy_drop']:+.2f})"
+            f"{_pct(p['float_accuracy'])} &rarr; {_pct(p['accuracy'])}"
+            + ("" if drop is None else f" ({0.0 - drop:+.2f})")
             if p["accuracy"] is not None
             else "not measured"
         )
@@ -277,7 +342,7 @@ def _summary_table(data: dict[str, Any]) -> str:
             else "-"
         )
         hl = p["host_latency"]
-        host = f"{hl['median_ms']:.3f} ms" if hl and "median_ms" in hl else "-"
+        host = "-" if hl is None else f"{hl['median_ms']:.3f} ms"
         gates = _gate_badges(p)
         rows.append(
             "<tr>"
@@ -285,9 +350,9 @@ def _summary_table(data: dict[str, Any]) -> str:
                 f"<td>{c}</td>"
                 for c in (
                     f"<b>{html.escape(p['id'])}</b>",
-                    html.escape(str(p["target"])),
-                    html.escape(str(p["mode"])),
-                    html.escape(f"{p['io_dtype']} / {p['io_layout']}"),
+                    html.escape(_show(p["target"])),
+                    html.escape(_show(p["mode"])),
+                    html.escape(f"{_show(p['io_dtype'])} / {_show(p['io_layout'])}"),
                     _fmt_kb(p["size_bytes"]),
                     acc,
                     host,
@@ -359,7 +424,8 @@ def write_report(data: dict[str, Any], output: Path, title: str = "edgepack repo
         raise UsageError("no packages to report", "pass dist folders or package folders")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(render_html(data, title), encoding="utf-8")
+    # errors="replace": package text may hold a lone surrogate (a JSON "\ud800" escape)
+    tmp.write_text(render_html(data, title), encoding="utf-8", errors="replace")
     tmp.replace(output)
     return output
 
@@ -484,9 +550,10 @@ _SCRIPT = r"""
     DATA.packages.forEach(function (p, pi) {
       var color = PALETTE[pi % PALETTE.length];
       p.bench.forEach(function (b) {
-        if (!b.latencies_ms.length && b.stats.p50_ms == null) return;
-        var s = b.latencies_ms.slice().sort(function (a, c) { return a - c; });
         var st = b.stats;
+        // without the runs, the box needs the result's whole summary
+        if (!b.latencies_ms.length && [st.min_ms, st.p50_ms, st.p90_ms, st.p99_ms].indexOf(undefined) >= 0) return;
+        var s = b.latencies_ms.slice().sort(function (a, c) { return a - c; });
         series.push({pkg: p.id, label: p.id, sub: b.device + (b.threads ? ", " + b.threads + " thr" : "") + (b.delegate ? ", " + b.delegate : "") + (b.stale ? " (older model)" : ""),
           samples: b.latencies_ms, color: color, kind: "bench",
           q05: s.length ? quantile(s, 0.05) : st.min_ms, q25: s.length ? quantile(s, 0.25) : st.p50_ms,

@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from edgepack.errors import PackageError, decode_problem
-from edgepack.manifest import MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, REQUIRED_KEYS, sha256_file
+from edgepack.manifest import (
+    MANIFEST_NAME,
+    MANIFEST_SCHEMA_VERSION,
+    REQUIRED_KEYS,
+    package_member,
+    sha256_file,
+)
 
 BENCH_DIR = "bench"
 ANALYSIS_DIR = "analysis"
@@ -237,8 +243,8 @@ def _check_files(pkg: Path, manifest: dict[str, Any], rep: VerifyReport) -> None
     listed: dict[str, Any] = manifest["files"]
     bad = []
     for name, meta in sorted(listed.items()):
-        p = pkg / name
-        if Path(name).is_absolute() or ".." in Path(name).parts:
+        p = package_member(pkg, name)
+        if p is None:
             bad.append(f"{name}: path outside the package")
             continue
         if not p.is_file():
@@ -316,9 +322,12 @@ def _check_model(pkg: Path, manifest: dict[str, Any], rep: VerifyReport) -> None
     import numpy as np
 
     model_file = manifest["model_file"]
-    path = pkg / model_file
+    path = package_member(pkg, model_file)
     if model_file not in manifest["files"]:
         rep.add("model", False, f"model_file {model_file} is not listed in files")
+        return
+    if path is None:
+        rep.add("model", False, f"model_file {model_file} is not a path inside the package")
         return
     if not path.is_file():
         rep.add("model", False, f"{model_file} is missing")
@@ -427,8 +436,8 @@ def readback_mode(info: Any) -> str:
 def _check_recomputed(pkg: Path, manifest: dict[str, Any], rep: VerifyReport) -> None:
     from edgepack.tflite import read_model
 
-    path = pkg / manifest["model_file"]
-    if manifest["model_file"] not in manifest["files"] or not path.is_file():
+    path = package_member(pkg, manifest["model_file"])
+    if manifest["model_file"] not in manifest["files"] or path is None or not path.is_file():
         rep.add("recomputed", None, "no model to read back (see the model check)")
         return
     try:

@@ -196,6 +196,28 @@ def test_a_model_that_does_not_load(package_copy: Path) -> None:
     assert "model: model.tflite is not a readable TFLite model" in err
 
 
+@pytest.mark.parametrize("name", ["../outside.tflite", "link.tflite"])
+def test_a_model_file_outside_the_package_is_never_read(package_copy: Path, name: str) -> None:
+    """The manifest lists the model, with its right hash, at a path outside the package
+    (its parent folder, or a symlink out of it): verify fails without reading it."""
+    outside = package_copy.parent / "outside.tflite"
+    outside.write_bytes((package_copy / "model.tflite").read_bytes())
+    if name == "link.tflite":
+        (package_copy / name).symlink_to(outside)
+
+    def move(m: dict) -> None:
+        m["files"][name] = m["files"].pop("model.tflite")
+        m["model_file"] = name
+
+    (package_copy / "model.tflite").unlink()
+    edit_manifest(package_copy, move)
+    code, doc, err = verify(package_copy)
+    assert code == 6 and status(doc)["files"] == "fail" and status(doc)["model"] == "fail"
+    assert status(doc)["recomputed"] == "skip"
+    assert f"{name}: path outside the package" in err
+    assert f"model: model_file {name} is not a path inside the package" in err
+
+
 def test_wrong_profile_hash(package_copy: Path, tmp_path: Path) -> None:
     # Built for a profile that is no longer the built-in rpi4 (an older version of it).
     old = dataclasses.replace(load_target("rpi4"), description="rpi4 as it was in 0.0.9")
