@@ -82,7 +82,9 @@ class Package:
 
     @property
     def model_path(self) -> Path:
-        return self.path / str(self.manifest.get("model_file") or "model.tflite")
+        from edgepack.manifest import model_path
+
+        return model_path(self.path, self.manifest)
 
     def bench(
         self,

@@ -246,28 +246,46 @@ def analyze_package(
     """Per-layer error of a package's model against its float reference on ``eval_path``."""
     from edgepack.data import load_dataset
     from edgepack.errors import PackageError
-    from edgepack.manifest import read_manifest
+    from edgepack.manifest import model_path, package_member, read_manifest
     from edgepack.stages.base import InputSpec
     from edgepack.stages.quantize import to_boundary_layout
 
     manifest = read_manifest(package)
-    model = Path(package) / manifest["model_file"]
+    model = model_path(package, manifest)
     if reference is None:
         ref_name = manifest.get("reference_model")
         if not ref_name:
+            q = manifest.get("quantization")
+            mode = q.get("mode") if isinstance(q, dict) else None
             raise PackageError(
-                f"package {package} holds no float reference model "
-                f"(quantization {manifest['quantization']['mode']})",
+                f"package {package} holds no float reference model (quantization {mode})",
                 "pass --reference path/to/model_float32.tflite, or rebuild with this edgepack",
             )
-        reference = Path(package) / ref_name
+        ref = package_member(package, ref_name)
+        if ref is None:
+            raise PackageError(
+                f"package {package}: reference_model {ref_name!r} is not a path inside the package",
+                "pass --reference path/to/model_float32.tflite, or rebuild with `edgepack build`",
+            )
+        reference = ref
     if not reference.is_file():
         raise PackageError(f"reference model not found: {reference}", "rebuild the package")
-    specs = [
-        InputSpec(i["name"], tuple(i["shape"]), i.get("dtype", "float32"))
-        for i in manifest["source"]["inputs"]
-    ]
+    try:  # the manifest is data: any field may hold any JSON value
+        specs = [
+            InputSpec(
+                str(i["name"]), tuple(int(d) for d in i["shape"]), str(i.get("dtype", "float32"))
+            )
+            for i in manifest["source"]["inputs"]
+        ]
+        layout = manifest["quantization"].get("io_layout", "nchw")
+        if layout not in ("nchw", "nhwc"):
+            raise ValueError(layout)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PackageError(
+            f"package {package}: its manifest's source.inputs or quantization.io_layout is "
+            "not what `edgepack build` writes",
+            "rebuild the package with `edgepack build`",
+        ) from exc
     data = load_dataset(eval_path, specs, purpose="evaluation", samples=samples)
-    layout = manifest["quantization"].get("io_layout", "nchw")
     inputs = [to_boundary_layout(x, layout) for x in data.inputs]
     return compare(reference.read_bytes(), model.read_bytes(), inputs)

@@ -40,7 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from edgepack.errors import PackageError, RegressionError, UsageError, decode_problem
-from edgepack.manifest import MANIFEST_NAME, manifest_sha256, read_manifest, sha256_file
+from edgepack.manifest import (
+    MANIFEST_NAME,
+    manifest_sha256,
+    model_path,
+    read_manifest,
+    sha256_file,
+)
 
 RESULT_SCHEMA = "edgepack.bench-result/1"
 HARNESS_SCHEMA = "edgepack.bench/1"
@@ -105,8 +111,8 @@ def load_subject(path: str | Path) -> BenchSubject:
                 "pass a folder written by `edgepack build`, or a .tflite file with --target",
             )
         manifest = read_manifest(p)
-        model_file = manifest.get("model_file") or "model.tflite"
-        model = p / str(model_file)
+        model = model_path(p, manifest)
+        model_file = str(manifest["model_file"])
         target = (manifest.get("target") or {}).get("name")
         if not model.is_file() or not isinstance(target, str):
             raise PackageError(

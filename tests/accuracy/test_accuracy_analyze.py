@@ -75,6 +75,31 @@ def test_analyze_errors(plain_package, digits_files, tmp_path, capsys) -> None:
     assert "holds no float reference model" in err and "--reference" in err
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("model_file", "../outside.tflite", "model_file '../outside.tflite' is not a path inside"),
+        ("reference_model", "/etc/hosts", "reference_model '/etc/hosts' is not a path inside"),
+        ("source", "x", "source.inputs or quantization.io_layout is not what"),
+        ("quantization", {"io_layout": "../x"}, "source.inputs or quantization.io_layout"),
+    ],
+)
+def test_analyze_reads_the_manifest_as_data(  # type: ignore[no-untyped-def]
+    plain_package, digits_files, tmp_path, capsys, key, value, message
+) -> None:
+    """A crafted manifest names no file outside the package and crashes nothing."""
+    import shutil
+
+    pkg = shutil.copytree(plain_package, tmp_path / "pkg")
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    manifest[key] = value
+    (pkg / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert main(["analyze", str(pkg), "--eval", str(digits_files["eval"])]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "hint:" in err and "Traceback" not in err
+
+
 def test_short_names() -> None:
     name = (
         "m.Net;;m.Net/torch.nn.modules.container.Sequential_features/"

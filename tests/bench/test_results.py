@@ -133,3 +133,22 @@ def test_result_records_the_profile_and_an_uncompiled_edge_tpu_package(tmp_path)
     subject = BenchSubject("m", tmp_path / "m.tflite", "ab" * 32, compiled, "cd", "x", tmp_path)
     r = make_result(subject, "coral-usb", "ssh", {"name": "pi"}, h)
     assert "edgetpu" not in r and "edgetpu" not in dict(summary_rows(r))
+
+
+@pytest.mark.parametrize("model_file", ["../outside.tflite", "/etc/hostname", None, ["m"]])
+def test_a_package_model_file_outside_the_package_is_never_benchmarked(
+    tmp_path, model_file
+) -> None:  # type: ignore[no-untyped-def]
+    """bench copies the package's model to a device: the manifest cannot point it at another
+    file of this machine."""
+    from edgepack.bench.results import load_subject
+    from edgepack.errors import PackageError
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (tmp_path / "outside.tflite").write_bytes(b"secret")
+    manifest = {"schema_version": 1, "model_file": model_file, "target": {"name": "rpi4"}}
+    (pkg / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(PackageError) as exc:
+        load_subject(pkg)
+    assert "is not a path inside the package" in exc.value.message
