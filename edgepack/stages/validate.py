@@ -29,7 +29,21 @@ from edgepack.tflite import read_model
 
 NAME = "validate"
 NOT_MEASURED = "no --eval data (calibration data is not held out: no accuracy is claimed on it)"
-PARITY_SAMPLES = 64
+PARITY_SAMPLES = 64  # float parity: at most this many samples ...
+PARITY_MIN_SAMPLES = 4  # ... at least this many (or every sample there is) ...
+PARITY_MACS = 20e9  # ... and about this many multiply-accumulates in all
+
+
+def parity_samples(float_path: Path, n: int) -> int:
+    """How many samples the float parity check runs: a conversion error is systematic, so a
+    few samples show it; a large model gets fewer (its float model's MACs against
+    PARITY_MACS), between PARITY_MIN_SAMPLES and PARITY_SAMPLES. Deterministic: the number
+    depends on the model and the data, never on the machine's speed."""
+    from edgepack.compat.macs import op_macs
+
+    info = read_model(float_path)
+    macs = max(1, sum(op_macs(info, op) for op in info.operators))
+    return min(n, PARITY_SAMPLES, max(PARITY_MIN_SAMPLES, int(PARITY_MACS // macs)))
 
 
 @dataclass
@@ -155,7 +169,7 @@ def run(
         ref = torch_outputs(torch_model, data.inputs)
         float_runner = Runner(float_model.path)
         built_runner = Runner(built.path)
-        k = min(PARITY_SAMPLES, len(data))
+        k = parity_samples(float_model.path, len(data))
         float_out = float_runner.run([x[:k] for x in boundary])
         rep.metrics["float_parity"] = float_parity([r[:k] for r in ref], float_out)
         out = built_runner.run(list(boundary))
@@ -210,9 +224,11 @@ def run(
             rep.gate("max_ram_mb", budgets.max_ram_mb, est, est <= budgets.max_ram_mb)
         if latency_runs > 0:
             # The parity and fidelity invokes above are timed runs already (no second warmup).
+            # The float model is the reference figure: a quarter of the budget.
             runs, budget = latency_runs, latency_budget_s
+            float_budget = None if budget is None else budget / 4
             rep.timing["host_latency"] = {
-                "float32": float_runner.latency_ms(runs=runs, budget_s=budget, reuse=True),
+                "float32": float_runner.latency_ms(runs=runs, budget_s=float_budget, reuse=True),
                 built.kind: built_runner.latency_ms(runs=runs, budget_s=budget, reuse=True),
                 "threads": 1,
                 "max_runs": latency_runs,

@@ -12,9 +12,9 @@ import pytest
 from edgepack.accuracy.metrics import fidelity
 from edgepack.runtime import Runner, cast_inputs
 from edgepack.source import load_source
-from edgepack.stages import convert, export
+from edgepack.stages import convert, export, validate
 from edgepack.stages.base import StageContext
-from edgepack.stages.validate import float_parity, torch_outputs
+from edgepack.stages.validate import float_parity, parity_samples, torch_outputs
 from edgepack.targets import IOLayout
 from edgepack.tflite import read_model
 from tests import token_encoder
@@ -84,3 +84,21 @@ def test_token_fidelity_excludes_padding(encoder_package) -> None:  # type: igno
         f"{int(mask.sum())} of {mask.size} token positions (attention_mask == 1; padding excluded)"
     )
     assert fid["data"] == "eval" and m["metrics"]["data"] == "unlabelled"
+
+
+def test_parity_samples_shrink_with_the_models_compute(digits_package, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """All samples (up to 64) for a small model; fewer, never below 4, as the float model's
+    MACs grow; the same answer every time (no clock)."""
+    from edgepack.compat.macs import op_macs
+
+    path = digits_package / "model_float32.tflite"
+    info = read_model(path)
+    macs = sum(op_macs(info, op) for op in info.operators)
+    assert macs > 0
+    assert parity_samples(path, 1000) == 64 and parity_samples(path, 10) == 10
+    monkeypatch.setattr(validate, "PARITY_MACS", 10 * macs)  # a 10-sample budget
+    assert parity_samples(path, 1000) == 10 and parity_samples(path, 3) == 3
+    monkeypatch.setattr(validate, "PARITY_MACS", macs / 2)  # less than one sample's worth
+    assert parity_samples(path, 1000) == 4
+    m = json.loads((digits_package / "manifest.json").read_text())
+    assert m["metrics"]["float_parity"]["samples"] == min(64, m["metrics"]["samples"])
