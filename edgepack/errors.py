@@ -147,6 +147,13 @@ def storage_errors() -> Iterator[None]:
         raise err from exc
 
 
+def exception_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (just ``Type`` when there is no message): how an
+    exception from user code or a library is named in a one-line error."""
+    msg = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {msg[0] if msg else ''}".rstrip(": ")
+
+
 def decode_problem(exc: BaseException) -> str:
     """A short reason why a TOML/JSON file could not be read: not UTF-8, nested too deeply
     (a RecursionError of the parser), or the parser's own message."""

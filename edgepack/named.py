@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgepack.errors import ModelLoadError, UsageError
+from edgepack.errors import ModelLoadError, UsageError, exception_line
 from edgepack.stages.base import InputSpec, TorchModel
 
 LIBRARIES = {"torchvision": "torchvision", "timm": "timm", "hf": "transformers"}
@@ -33,6 +33,11 @@ DEFAULT_IMAGE_SIZE = 224
 DEFAULT_SEQUENCE_LENGTH = 128
 DEFAULT_WEIGHTS = "DEFAULT"
 _OFFLINE_ENV = ("EDGEPACK_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def _call(builder: str, kwargs: dict[str, Any]) -> str:
+    """``builder(k=v, ...)`` as the user's --factory-arg values made it be called."""
+    return f"{builder}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,7 @@ def _import(lib: str) -> Any:
     except ImportError as exc:
         raise ModelLoadError(
             f"{lib}: sources need the {package} package, which cannot be imported "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+            f"({exception_line(exc)})",
             f"pip install 'edgepack[{lib}]'",
         ) from exc
 
@@ -432,8 +437,7 @@ def _torchvision(name: str, options: Any, kwargs: dict[str, Any]) -> _Built:
         module = models.get_model(name, weights=None, **kwargs)
     except Exception as exc:
         raise ModelLoadError(
-            f"torchvision:{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) "
-            f"raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            f"{_call(f'torchvision:{name}', kwargs)} raised {exception_line(exc)}",
             "check the --factory-arg names and values against the torchvision builder",
         ) from exc
     weights_file = None
@@ -554,8 +558,7 @@ def _timm(name: str, options: Any, kwargs: dict[str, Any]) -> _Built:
         module = timm.create_model(full, pretrained=False, **kwargs)
     except Exception as exc:
         raise ModelLoadError(
-            f"timm:{full}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) raised "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            f"{_call(f'timm:{full}', kwargs)} raised {exception_line(exc)}",
             "check the --factory-arg names and values against timm.create_model",
         ) from exc
     if weights_file is not None:
@@ -664,8 +667,7 @@ def _hf_config(folder: Path, ref: str) -> Any:
         return transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
     except Exception as exc:
         raise ModelLoadError(
-            f"hf:{ref}: cannot read its config.json: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}",
+            f"hf:{ref}: cannot read its config.json: {exception_line(exc)}",
             "pass a folder written by save_pretrained",
         ) from exc
 
@@ -739,7 +741,7 @@ def _hf(ref: str, options: Any, kwargs: dict[str, Any]) -> _Built:
     except Exception as exc:
         raise ModelLoadError(
             f"hf:{ref} cannot be loaded as {task.auto_class} (--task {task_name}): "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            f"{exception_line(exc)}",
             f"check --task (tasks: {', '.join(TASKS)}) and that the folder holds the weights",
         ) from exc
     finally:

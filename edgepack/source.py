@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgepack.errors import ModelLoadError, UsageError
+from edgepack.errors import ModelLoadError, UsageError, exception_line
 from edgepack.manifest import sha256_file
 from edgepack.pt2 import check_program, load_program
 from edgepack.stages.base import InputSpec, TorchModel
@@ -163,18 +163,13 @@ def parse_input_shape(text: str) -> tuple[str | None, tuple[int, ...], str]:
     return m.group("name"), dims, dtype
 
 
-def _short_exc(exc: BaseException) -> str:
-    msg = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {msg[0] if msg else ''}".rstrip(": ")
-
-
 def _exit_error(exc: SystemExit | GeneratorExit, what: str, hint: str) -> ModelLoadError:
     """Model code that exits (sys.exit, a raised SystemExit or GeneratorExit) must not end
     edgepack with that status and no package: it is a load error. Ctrl-C stays an interrupt."""
     if isinstance(exc, SystemExit):
         code = "" if exc.code is None else repr(exc.code)
         return ModelLoadError(f"{what} called sys.exit({code})", hint + "; it must not exit")
-    return ModelLoadError(f"{what} raised {_short_exc(exc)}", hint)
+    return ModelLoadError(f"{what} raised {exception_line(exc)}", hint)
 
 
 def _user_frame(exc: BaseException, path: str | None) -> str:
@@ -223,7 +218,7 @@ def _import_target(target: str, spec: str) -> tuple[Any, str | None]:
         except Exception as exc:
             sys.modules.pop(name, None)
             raise ModelLoadError(
-                f"importing {path} failed{_user_frame(exc, resolved)}: {_short_exc(exc)}",
+                f"importing {path} failed{_user_frame(exc, resolved)}: {exception_line(exc)}",
                 "fix the error in the model file; it must import without side effects",
             ) from exc
         finally:
@@ -244,12 +239,13 @@ def _import_target(target: str, spec: str) -> tuple[Any, str | None]:
 
         close = prefix_hint(target) if "." not in target else None
         raise ModelLoadError(
-            f"cannot import module '{target}' ({_short_exc(exc)})",
+            f"cannot import module '{target}' ({exception_line(exc)})",
             close or "check the module path and that it is importable from the current directory",
         ) from exc
     except Exception as exc:
         raise ModelLoadError(
-            f"importing module '{target}' failed: {_short_exc(exc)}", "fix the error in the module"
+            f"importing module '{target}' failed: {exception_line(exc)}",
+            "fix the error in the module",
         ) from exc
     return module, getattr(module, "__file__", None)
 
@@ -270,7 +266,7 @@ def _check_not_pickled_model(path: Path, role: str) -> Any:
         ) from exc
     except Exception as exc:
         raise ModelLoadError(
-            f"cannot read {role} file {path}: {_short_exc(exc)}",
+            f"cannot read {role} file {path}: {exception_line(exc)}",
             "pass a state_dict saved with torch.save(model.state_dict(), path)",
         ) from exc
 
@@ -292,7 +288,7 @@ def _load_weights(module: Any, weights: Path) -> str:
             state = load_file(str(weights))
         except Exception as exc:
             raise ModelLoadError(
-                f"cannot read weights file {weights}: {_short_exc(exc)}",
+                f"cannot read weights file {weights}: {exception_line(exc)}",
                 "the file is damaged; delete it and fetch it again",
             ) from exc
     else:
@@ -371,7 +367,7 @@ def _example_tensors(specs: Sequence[InputSpec]) -> tuple[Any, ...]:
     except (RuntimeError, MemoryError) as exc:  # torch reports a failed allocation as either
         shapes = ", ".join("x".join(map(str, s.shape)) for s in specs)
         raise UsageError(
-            f"cannot allocate example inputs of shape {shapes}: {_short_exc(exc)}",
+            f"cannot allocate example inputs of shape {shapes}: {exception_line(exc)}",
             "check --input-shape (batch first, e.g. 1x3x224x224)",
         ) from exc
 
@@ -491,7 +487,7 @@ def load_source(
         raise ModelLoadError(
             f"factory {spec}"
             + (f"({given})" if given else "")
-            + f" raised{_user_frame(exc, file_path)}: {_short_exc(exc)}",
+            + f" raised{_user_frame(exc, file_path)}: {exception_line(exc)}",
             "the factory must build the model from the --factory-arg values given"
             if kwargs
             else "the factory must build the model without arguments (or pass --factory-arg)",
@@ -625,7 +621,7 @@ def _check_runs(module: Any, example: tuple[Any, ...], specs: Sequence[InputSpec
     except Exception as exc:
         shapes = ", ".join("x".join(str(d) for d in s.shape) for s in specs)
         raise ModelLoadError(
-            f"the model fails on inputs of shape {shapes}: {_short_exc(exc)}",
+            f"the model fails on inputs of shape {shapes}: {exception_line(exc)}",
             "check --input-shape: it must be the shape the model's forward() takes, batch first",
         ) from exc
     outs = list(out) if isinstance(out, (tuple, list)) else [out]
@@ -751,7 +747,7 @@ def load_module(
         module = copy.deepcopy(module)
     except Exception as exc:
         raise ModelLoadError(
-            f"cannot copy the in-memory model {spec}: {_short_exc(exc)}",
+            f"cannot copy the in-memory model {spec}: {exception_line(exc)}",
             "edgepack builds from a copy so your model is never changed; make it deep-copyable",
         ) from exc
     module.eval()

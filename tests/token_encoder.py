@@ -11,6 +11,7 @@ layout at a small size) for the full-int8 encoder route and the bounded fallback
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,57 +120,28 @@ def write_files(
     }
 
 
+def _argv(
+    factory: str, shapes: Sequence[str], options: list[str], out: Path, extra: Sequence[str]
+) -> list[str]:
+    """`edgepack build` argv for ``factory`` of this file: ``options`` (``--weights W``
+    first, then target and data) around its input shapes, no host latency, quiet, ``extra``."""
+    args = ["build", f"{Path(__file__).resolve()}:{factory}", *options[:2]]
+    for s in shapes:
+        args += ["--input-shape", s]
+    return [*args, *options[2:], "-o", str(out), "--latency-runs", "0", "--quiet", *extra]
+
+
 def build_args(files: dict[str, Path], out: Path, *extra: str) -> list[str]:
     """`edgepack build` argv for a dynamic-range package of the encoder for this machine
     (target host: XNNPACK pre-flight, benchmarked locally)."""
-    args = [
-        "build",
-        f"{Path(__file__).resolve()}:build_encoder",
-        "--weights",
-        str(files["weights"]),
-    ]
-    for s in SHAPES:
-        args += ["--input-shape", s]
-    return [
-        *args,
-        "--target",
-        "host",
-        "--quantization",
-        "dynamic-range",
-        "--calibration",
-        str(files["calib"]),
-        "-o",
-        str(out),
-        "--latency-runs",
-        "0",
-        "--quiet",
-        *extra,
-    ]
+    options = ["--weights", str(files["weights"]), "--target", "host"]
+    options += ["--quantization", "dynamic-range", "--calibration", str(files["calib"])]
+    return _argv("build_encoder", SHAPES, options, out, extra)
 
 
 def build_args6(files: dict[str, Path], out: Path, *extra: str) -> list[str]:
     """`edgepack build` argv for the 6-layer encoder with the stock rpi4 profile's default
     (no --quantization: the profile's list decides)."""
-    args = [
-        "build",
-        f"{Path(__file__).resolve()}:build_encoder6",
-        "--weights",
-        str(files["weights"]),
-    ]
-    for s in SIX_LAYERS.shapes:
-        args += ["--input-shape", s]
-    return [
-        *args,
-        "--target",
-        "rpi4",
-        "--calibration",
-        str(files["calib"]),
-        "--eval",
-        str(files["eval"]),
-        "-o",
-        str(out),
-        "--latency-runs",
-        "0",
-        "--quiet",
-        *extra,
-    ]
+    options = ["--weights", str(files["weights"]), "--target", "rpi4"]
+    options += ["--calibration", str(files["calib"]), "--eval", str(files["eval"])]
+    return _argv("build_encoder6", SIX_LAYERS.shapes, options, out, extra)

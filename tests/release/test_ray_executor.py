@@ -249,13 +249,9 @@ def test_ray_matrix_is_byte_identical_to_the_local_one(cluster: Cluster, tmp_pat
     _no_partial(project / "dist")
 
 
-@pytest.mark.slow
-@pytest.mark.integration
-def test_a_worker_node_killed_mid_build_loses_no_target(cluster: Cluster, tmp_path: Path) -> None:
-    project = make_project(tmp_path / "repo", CONFIG)
-    raylet, worker_id = _raylet(cluster.worker_dir)
-    worker, head = worker_id[:8], cluster.head_node
-    proc = subprocess.Popen(
+def _ray_build(project: Path, cluster: Cluster) -> subprocess.Popen[str]:
+    """`edgepack build --executor ray` of ``project`` on ``cluster``, output piped."""
+    return subprocess.Popen(
         [sys.executable, "-m", "edgepack", "build", "--executor", "ray"],
         cwd=project,
         env={**_env(), "RAY_ADDRESS": cluster.address},
@@ -263,6 +259,15 @@ def test_a_worker_node_killed_mid_build_loses_no_target(cluster: Cluster, tmp_pa
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_worker_node_killed_mid_build_loses_no_target(cluster: Cluster, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "repo", CONFIG)
+    raylet, worker_id = _raylet(cluster.worker_dir)
+    worker, head = worker_id[:8], cluster.head_node
+    proc = _ray_build(project, cluster)
     killed: str | None = None
     lines: list[str] = []
     deadline = time.monotonic() + BUILD_TIMEOUT_S
@@ -318,14 +323,7 @@ def _running_tasks(folder: str) -> list[int]:
 def test_sigterm_on_the_driver_cancels_its_tasks(cluster: Cluster, tmp_path: Path) -> None:
     project = make_project(tmp_path / "repo", CONFIG)
     root = str(Path(cluster.head_dir).parent)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgepack", "build", "--executor", "ray"],
-        cwd=project,
-        env={**_env(), "RAY_ADDRESS": cluster.address},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _ray_build(project, cluster)
     watchdog = threading.Timer(BUILD_TIMEOUT_S, proc.kill)
     watchdog.start()
     try:
