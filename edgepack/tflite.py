@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import threading
 from collections import Counter, OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,14 +143,18 @@ class ModelInfo:
     def op_outputs(self, op: Operator) -> list[Tensor]:
         return [self.tensors[i] for i in op.outputs if i >= 0]
 
-    def float_compute_ops(self) -> list[Operator]:
-        """Ops that compute in floating point (the ones a full-int8 model must not have).
+    def float_compute_ops(self, kept: Collection[str] = ()) -> list[Operator]:
+        """Ops that compute in floating point (the ones a full-int8 model must not have),
+        except those writing a tensor named in ``kept`` (the ops a recipe or the fallback
+        search keeps in float on purpose).
 
         QUANTIZE / DEQUANTIZE at the graph boundary are conversions, not compute.
         """
         bad = []
         for op in self.operators:
             if op.op in CAST_OPS:
+                continue
+            if kept and any(self.tensors[i].name in kept for i in op.outputs if i >= 0):
                 continue
             tensors = self.op_inputs(op) + self.op_outputs(op)
             if any(t.dtype in ("FLOAT32", "FLOAT16") for t in tensors):

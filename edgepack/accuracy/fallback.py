@@ -524,13 +524,7 @@ def group_search(
     base = s.quantize(())
     base_metrics = _evaluate(base, eval_inputs, ref, labels)
     base_info = read_model_bytes(base)
-    leftover = sorted(
-        {
-            o.op
-            for o in base_info.float_compute_ops()
-            if not any(base_info.tensors[i].name in recipe_tensors for i in o.outputs)
-        }
-    )
+    leftover = sorted({o.op for o in base_info.float_compute_ops(recipe_tensors)})
     steps: list[dict[str, Any]] = [
         {"step": 0, "float_ops": 0, "group": "encoder recipe", **_summary(base_metrics)}
     ]
@@ -732,13 +726,7 @@ def check_result(info: ModelInfo, record: dict[str, Any], io_dtype: str) -> None
         (record.get("recipe_kept") or {}).get("tensors", [])
     )
     allowed = set(record["left_float_by_quantizer"])
-    stray = sorted(
-        {
-            o.op
-            for o in info.float_compute_ops()
-            if o.op not in allowed and not any(info.tensors[i].name in kept for i in o.outputs)
-        }
-    )
+    stray = sorted({o.op for o in info.float_compute_ops(kept)} - allowed)
     if wrong:
         raise QuantizationError(
             f"the fallback recipe keeps ops next to the model's I/O in float, so its I/O is "

@@ -470,10 +470,7 @@ def _check_recomputed(pkg: Path, manifest: dict[str, Any], rep: VerifyReport) ->
         recorded_tensors = kept.get("tensors")
         if not q.get("fallback") and isinstance(recorded_tensors, list):
             # a recipe's kept ops are listed: float compute anywhere else is not what was built
-            names = {str(t) for t in recorded_tensors}
-            outside = [
-                o for o in floats if not any(info.tensors[i].name in names for i in o.outputs)
-            ]
+            outside = info.float_compute_ops({str(t) for t in recorded_tensors})
             if outside:
                 bad.append(
                     f"quantization.route.kept_float: {len(outside)} float op(s) of the model "

@@ -228,11 +228,7 @@ def check_route(
             "this is a converter limitation for this model; try --io-dtype float32",
         )
     if mode == QuantMode.FULL_INT8:
-        floats = [
-            o
-            for o in info.float_compute_ops()
-            if not any(info.tensors[i].name in intended for i in o.outputs)
-        ]
+        floats = info.float_compute_ops(intended)
         if floats:
             names = sorted({o.op for o in floats})
             outside = " outside its recipe's float ops" if intended else ""
